@@ -1,0 +1,20 @@
+"""Project exceptions: a user-caused error carries a one-line message the CLI prints."""
+
+
+class CovidSegError(Exception):
+    """An error the user can cause and fix (bad input, missing model...)."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))  # always one line
+
+
+class InputError(CovidSegError):
+    """The input image cannot be read or is not a usable CT."""
+
+
+class IntensityError(CovidSegError):
+    """The image intensities are neither HU nor a declared calibration."""
+
+
+class Cancelled(CovidSegError):
+    """The user cancelled a long-running operation."""
