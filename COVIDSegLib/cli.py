@@ -1,0 +1,125 @@
+"""The `covidseg` command line: one sub-command per job, one clear line per error."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+from tqdm import tqdm
+
+from . import __version__
+from .errors import Cancelled, CovidSegError
+from .intensity import parse_calibration, to_hu
+from .io import read_volume, stem_of, write_labels
+from .lungs import segment_lungs
+from .overlay import save_overlay
+from .validate import check_volume
+from .volume import HU, MEDSEG8
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="NIfTI/NRRD/MHA file, DICOM series folder, or 2D PNG/JPG slice")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
+    parser.add_argument("--intensity", default="auto", metavar="CAL",
+                        help="intensity calibration: auto (default), hu, medseg8, or linear:SLOPE,INTERCEPT "
+                             "meaning HU = SLOPE*value + INTERCEPT")
+    parser.add_argument("--slice-space", choices=[MEDSEG8, "hu"], default=MEDSEG8,
+                        help="intensity space of 2D PNG/JPG slices (default: the 8-bit MedSeg window)")
+    parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist")
+    parser.add_argument("--no-overlay", action="store_true", help="do not write the overlay PNG")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="covidseg",
+        description="COVID-19 lung and infection segmentation of chest CT. Labels: 1 left lung, "
+                    "2 right lung, 3 ground-glass opacity (or infection), 4 consolidation.",
+    )
+    parser.add_argument("--version", action="version", version=f"covidseg {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    lungs = sub.add_parser("lungs", help="training-free lung segmentation (left = 1, right = 2)",
+                           description="Segment the lungs without a model: writes <stem>.labels.nii.gz "
+                                       "(1 = left, 2 = right lung) and <stem>.overlay.png per input.")
+    _add_common(lungs)
+    lungs.set_defaults(run=run_lungs)
+    return parser
+
+
+def _tqdm_progress(bar: Optional[tqdm]) -> Callable[[int, int, str], None]:
+    def progress(done: int, total: int, message: str = "") -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.set_postfix_str(message, refresh=True)
+    return progress
+
+
+def lungs_one(path: str, args: argparse.Namespace) -> List[Path]:
+    """Segment the lungs of one input; returns the written files."""
+    out_dir: Path = args.output
+    stem = stem_of(path)
+    labels_path = out_dir / f"{stem}.labels.nii.gz"
+    overlay_path = out_dir / f"{stem}.overlay.png"
+    if labels_path.exists() and not args.overwrite:
+        return []
+    volume = check_volume(read_volume(path, slice_space=HU if args.slice_space == "hu" else MEDSEG8))
+    show = not args.quiet and volume.shape[0] > 1
+    with tqdm(total=1, desc=stem, unit="step", leave=False, disable=not show, file=sys.stderr) as bar:
+        labels = segment_lungs(volume, calibration=args.intensity, progress=_tqdm_progress(bar))
+    written = []
+    if not args.no_overlay:
+        written.append(save_overlay(to_hu(volume, args.intensity), labels, overlay_path, title=stem))
+    written.append(write_labels(labels, labels_path))  # last: its presence marks the input as done
+    return written
+
+
+def run_lungs(args: argparse.Namespace) -> int:
+    parse_calibration(args.intensity)
+    return _run_batch(args, lungs_one)
+
+
+def _run_batch(args: argparse.Namespace, job: Callable[[str, argparse.Namespace], List[Path]]) -> int:
+    failed = 0
+    inputs: Sequence[str] = args.inputs
+    bar = tqdm(inputs, desc="inputs", unit="input", disable=args.quiet or len(inputs) < 2, file=sys.stderr)
+    for path in bar:
+        try:
+            written = job(path, args)
+        except (CovidSegError, MemoryError) as error:
+            failed += 1
+            message = "not enough memory for this image" if isinstance(error, MemoryError) else str(error)
+            tqdm.write(f"covidseg: error: {path}: {message}", file=sys.stderr)
+            continue
+        if not args.quiet:
+            note = ", ".join(str(p) for p in written) if written else "outputs exist, skipped (use --overwrite)"
+            tqdm.write(f"{path}: {note}", file=sys.stdout)
+    if failed and not args.quiet and len(inputs) > 1:
+        print(f"covidseg: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except Cancelled:
+        print("covidseg: cancelled", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("covidseg: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except CovidSegError as error:
+        print(f"covidseg: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as error:  # a bug: still one line, no traceback for the user
+        print(f"covidseg: internal error ({type(error).__name__}): {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

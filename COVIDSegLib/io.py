@@ -1,0 +1,427 @@
+"""Reading CT images and writing label maps (NIfTI, NRRD, MetaImage, DICOM, PNG/JPG, seg.nrrd).
+
+Everything goes through SimpleITK, so geometry stays in its LPS convention; ``to_nibabel`` /
+``from_nibabel`` convert to and from nibabel's RAS affine at the edge. Every reading failure
+a user can cause raises ``InputError`` with a one-line message; inputs are only ever read.
+Every writer writes to a temporary name in the target folder and renames (``atomic_path``).
+"""
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import secrets
+import zlib
+from pathlib import Path
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
+
+import nibabel as nib
+import numpy as np
+from nibabel.filebasedimages import ImageFileError
+from nibabel.spatialimages import HeaderDataError
+import SimpleITK as sitk
+
+from . import labels as label_defs
+from .errors import CovidSegError, InputError
+from .validate import check_finite, check_geometry, check_size, shape_text
+from .volume import HU, MEDSEG8, Volume
+
+PathLike = Union[str, Path]
+RGB = Tuple[float, float, float]
+
+# File suffix -> the format name kept in Volume.meta["format"] (the longest suffix wins).
+VOLUME_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd",
+                  ".mha": "metaimage", ".mhd": "metaimage", ".dcm": "dicom"}
+SLICE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+_DISPLAY = {"nifti": "NIfTI", "nrrd": "NRRD", "metaimage": "MetaImage", "dicom": "DICOM",
+            "png": "PNG", "jpeg": "JPEG"}
+LABEL_WRITE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
+SUPPORTED_INPUTS = (
+    "a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file, "
+    "a DICOM series folder (or one of its .dcm files), or a PNG/JPG slice"
+)
+# Stripped by stem_of; ".labels" so that our own "<stem>.labels.nii.gz" maps back to <stem>.
+_STEM_SUFFIXES = (".gz", ".nii", ".nrrd", ".nhdr", ".seg", ".mha", ".mhd", ".dcm", ".png",
+                  ".jpg", ".jpeg", ".labels")
+_RGB_TO_GREY = np.array([0.299, 0.587, 0.114])
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_CHUNK = 1 << 22
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def _suffix_in(path: PathLike, suffixes) -> Optional[str]:
+    """The longest of ``suffixes`` that the file name ends with (case-insensitive)."""
+    name = Path(path).name.lower()
+    matches = [s for s in suffixes if name.endswith(s)]
+    return max(matches, key=len) if matches else None
+
+
+def stem_of(path: PathLike) -> str:
+    """File name without its image extensions (``a.nii.gz`` -> ``a``); a folder's own name."""
+    p = Path(path)
+    if p.is_dir():
+        return p.resolve().name
+    name = p.name
+    while True:
+        suffix = _suffix_in(name, _STEM_SUFFIXES)
+        if not suffix or len(suffix) >= len(name):
+            break
+        name = name[: -len(suffix)]
+    return name if name != p.name else (p.stem or p.name)
+
+
+def _format_of(path: Path) -> str:
+    suffix = _suffix_in(path, list(VOLUME_FORMATS) + list(SLICE_FORMATS))
+    if suffix is None:
+        raise InputError(f"Unsupported input '{path.name}': expected {SUPPORTED_INPUTS}.")
+    return {**VOLUME_FORMATS, **SLICE_FORMATS}[suffix]
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_volume(path: PathLike, slice_space: str = MEDSEG8) -> Volume:
+    """Read a CT volume, a DICOM series folder or a single PNG/JPG slice.
+
+    3D images come back as read (intensity space ``HU``: deciding whether they really are
+    HU is ``COVIDSegLib.intensity``'s job). A 2D image becomes a one-slice volume of shape
+    (1, y, x) with ``is_slice=True``; PNG/JPG slices are in ``slice_space``, grey (RGB is
+    converted) and spacing (1, 1, 1) because their DPI is no CT pixel size. The header is
+    checked (dimension, size against memory, spacing) before any voxel is loaded.
+    ``meta`` holds ``source`` and ``format``.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"Input not found: {p}")
+    if p.is_dir():
+        return _read_dicom(p)
+    fmt = _format_of(p)
+    if fmt == "dicom":
+        return _read_dicom(p.parent, member=p)
+    if fmt in SLICE_FORMATS.values():
+        return _read_slice(p, fmt, slice_space)
+    return _read_image_file(p, fmt)
+
+
+def _sitk_call(function, path: Path, fmt: str):
+    """Call a SimpleITK reader method, turning its multi-line errors into one-line InputError."""
+    try:
+        return function()
+    except RuntimeError:
+        raise InputError(f"Cannot read '{path.name}': the file is truncated, corrupt or "
+                         f"not a valid {_DISPLAY[fmt]} file.") from None
+
+
+def _read_header(path: Path, fmt: str) -> sitk.ImageFileReader:
+    """A reader whose header (size, type, geometry) has been read, no voxels yet."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    _sitk_call(reader.ReadImageInformation, path, fmt)
+    return reader
+
+
+def _bytes_per_voxel(reader: sitk.ImageFileReader) -> int:
+    components = reader.GetNumberOfComponents()
+    one_pixel = sitk.Image([1, 1], reader.GetPixelID(), components)
+    return one_pixel.GetSizeOfPixelComponent() * components
+
+
+def _check_header(reader: sitk.ImageFileReader, path: Path, slices: int = 1,
+                  colour: bool = False) -> None:
+    """Reject 4D+ images, colour ones unless ``colour``, and those too large for memory.
+
+    ``slices``: the number of files of a DICOM series whose first file ``reader`` read.
+    """
+    size = list(reader.GetSize())
+    if len(size) > 3:
+        raise InputError(
+            f"'{path.name}' is a {len(size)}D image ({shape_text(size)}): "
+            "only single 2D slices and 3D volumes are supported."
+        )
+    if reader.GetNumberOfComponents() != 1 and not colour:
+        raise InputError(
+            f"'{path.name}' has {reader.GetNumberOfComponents()} values per voxel: "
+            "expected a grey-level CT image."
+        )
+    if slices > 1:
+        size = size[:2] + [slices]
+    check_size(int(np.prod(size)), _bytes_per_voxel(reader), size)
+
+
+def _volume(image: sitk.Image, path: Path, fmt: str, space: str, **meta) -> Volume:
+    """Wrap a 2D or 3D SimpleITK image; a 2D image becomes a (1, y, x) slice (z spacing 1)."""
+    is_slice = image.GetDimension() == 2
+    volume = Volume.from_sitk(sitk.JoinSeries(image) if is_slice else image, space, is_slice)
+    volume.meta.update(source=str(path), format=fmt, **meta)
+    return volume
+
+
+def _read_image_file(path: Path, fmt: str) -> Volume:
+    reader = _read_header(path, fmt)
+    _check_header(reader, path)
+    # Checked on the header: SimpleITK loads a negative spacing as 1 without a word.
+    check_geometry(reader.GetSpacing(), reader.GetDirection())
+    if fmt == "nifti":
+        _check_nifti(path)
+    return _volume(_sitk_call(reader.Execute, path, fmt), path, fmt, HU)
+
+
+def _stored_bytes(path: Path) -> int:
+    """Size of the file's content, decompressed if it is gzipped (raises on a broken stream)."""
+    if not path.name.lower().endswith(".gz"):
+        return path.stat().st_size
+    total = 0
+    with gzip.open(path, "rb") as stream:
+        while chunk := stream.read(_CHUNK):
+            total += len(chunk)
+    return total
+
+
+def _check_nifti(path: Path) -> None:
+    """What SimpleITK's NIfTI reader lets through silently: it zero-fills missing voxel data
+    and replaces NaN/inf with 0. Float images are read once more (nibabel) to find them."""
+    try:
+        image = nib.load(str(path))
+        if np.issubdtype(image.get_data_dtype(), np.floating):
+            check_finite(np.asanyarray(image.dataobj))
+            return
+        proxy = image.dataobj  # its offset is right even where vox_offset is 0 (ITK writes 0)
+        expected = int(proxy.offset) + int(np.prod(proxy.shape)) * proxy.dtype.itemsize
+        found = _stored_bytes(path)
+    except (EOFError, OSError, zlib.error, ValueError, ImageFileError, HeaderDataError):
+        raise InputError(f"Cannot read '{path.name}': the file is truncated or corrupt.") from None
+    if found < expected:
+        raise InputError(
+            f"Cannot read '{path.name}': the file is truncated "
+            f"({found} of {expected} bytes present)."
+        )
+
+
+def _read_slice(path: Path, fmt: str, space: str) -> Volume:
+    reader = _read_header(path, fmt)
+    _check_header(reader, path, colour=True)
+    if reader.GetDimension() != 2:
+        raise InputError(f"'{path.name}' is not a 2D image.")
+    image = _to_grey(_sitk_call(reader.Execute, path, fmt))
+    image.SetSpacing((1.0, 1.0))
+    image.SetOrigin((0.0, 0.0))
+    image.SetDirection((1.0, 0.0, 0.0, 1.0))
+    return _volume(image, path, fmt, space)
+
+
+def _to_grey(image: sitk.Image) -> sitk.Image:
+    """RGB(A) -> luminance with the input's pixel type; grey+alpha -> grey; grey unchanged."""
+    components = image.GetNumberOfComponentsPerPixel()
+    if components == 1:
+        return image
+    array = sitk.GetArrayFromImage(image)
+    if components < 3:
+        grey = array[..., 0]
+    else:
+        grey = np.rint(array[..., :3] @ _RGB_TO_GREY).astype(array.dtype)
+    return sitk.GetImageFromArray(grey)
+
+
+@contextlib.contextmanager
+def _itk_warnings_off() -> Iterator[None]:
+    """Silence ITK's multi-line stderr warnings (e.g. "No Series were found") for a moment."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+def _dicom_series(folder: Path, member: Optional[Path]) -> Tuple[str, List[str]]:
+    """(series UID, sorted files) of the series holding ``member``, else the largest one."""
+    try:
+        with _itk_warnings_off():
+            uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+            series = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
+                      for uid in uids}
+    except RuntimeError:
+        series = {}
+    if member is not None:
+        series = {uid: files for uid, files in series.items()
+                  if any(Path(f).resolve() == member.resolve() for f in files)}
+    if not series:
+        where = f"'{member.name}'" if member is not None else f"folder '{folder}'"
+        raise InputError(
+            f"No DICOM series found in {where}: give a folder of DICOM slices, "
+            "or the image file itself for other formats."
+        )
+    uid = max(series, key=lambda u: len(series[u]))
+    return uid, list(series[uid])
+
+
+def _read_dicom(folder: Path, member: Optional[Path] = None) -> Volume:
+    """Read one DICOM series; GDCM sorts its slices by position along the slice normal."""
+    uid, files = _dicom_series(folder, member)
+    first = Path(files[0])
+    _check_header(_read_header(first, "dicom"), first, slices=len(files))
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    volume = _volume(_sitk_call(reader.Execute, folder, "dicom"), folder, "dicom", HU,
+                     series_uid=uid, n_files=len(files))
+    check_geometry(volume.spacing, volume.direction)
+    return volume
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it to ``path`` on success.
+
+    The temporary name is hidden and keeps the target's extensions (writers choosing the
+    format by extension still work); on an exception it is deleted, so no partial output
+    ever exists. Creates the target's folder if needed.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".tmp-{secrets.token_hex(4)}-{target.name}")
+    try:
+        yield temp
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _label_image(labels: Volume) -> sitk.Image:
+    """The label map as a uint8 SimpleITK image with the volume's exact geometry."""
+    array = np.asarray(labels.array)
+    label_map = array.astype(np.uint8, copy=False)
+    if label_map is not array and not np.array_equal(label_map, array):
+        raise ValueError("label values must be integers in 0..255")
+    return labels.copy_geometry_to(sitk.GetImageFromArray(label_map))
+
+
+def write_labels(labels: Volume, path: PathLike) -> Path:
+    """Write a uint8 label map with the volume's geometry; the format follows the extension.
+
+    ``.nii.gz``, ``.nii``, ``.nrrd``, ``.mha``; ``.seg.nrrd`` writes a Slicer segmentation
+    (``write_seg_nrrd``). Returns the written path.
+    """
+    target = Path(path)
+    suffix = _suffix_in(target, LABEL_WRITE_SUFFIXES)
+    if suffix is None:
+        raise CovidSegError(
+            f"Cannot write labels to '{target.name}': use one of {', '.join(LABEL_WRITE_SUFFIXES)}."
+        )
+    if suffix == ".seg.nrrd":
+        return write_seg_nrrd(labels, target)
+    with atomic_path(target) as temp:
+        sitk.WriteImage(_label_image(labels), str(temp), True)
+    return target
+
+
+def _extent(mask: np.ndarray) -> str:
+    """Slicer's "x0 x1 y0 y1 z0 z1" voxel extent of a (z, y, x) mask; "0 -1 0 -1 0 -1" if empty."""
+    if not mask.any():
+        return "0 -1 0 -1 0 -1"
+    bounds = []
+    for axis in (2, 1, 0):  # x, y, z
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        bounds += [int(hit[0]), int(hit[-1])]
+    return " ".join(map(str, bounds))
+
+
+def _segment_fields(index: int, value: int, name: str, color: RGB,
+                    array: np.ndarray) -> Dict[str, str]:
+    """The ``Segment<index>_*`` header fields Slicer writes for one label value."""
+    fields = {
+        "ID": f"Segment_{value}", "Name": name, "Color": " ".join(f"{float(c):g}" for c in color),
+        "ColorAutoGenerated": "0", "NameAutoGenerated": "0", "LabelValue": str(value),
+        "Layer": "0", "Extent": _extent(array == value), "Tags": "|",
+    }
+    return {f"Segment{index}_{key}": text for key, text in fields.items()}
+
+
+def write_seg_nrrd(
+    labels: Volume,
+    path: PathLike,
+    names: Mapping[int, str] = label_defs.NAMES,
+    colors: Mapping[int, RGB] = label_defs.COLORS,
+) -> Path:
+    """Write a Slicer segmentation (``.seg.nrrd``): one uint8 labelmap layer, 3D NRRD.
+
+    One segment is written for every entry of ``names`` (present or not), so a case without
+    consolidation still lists an empty "Consolidation" segment and segment IDs, names and
+    colours are the same in every file; absent segments get Slicer's empty extent.
+    Values in the array that are not in ``names`` are written but get no segment.
+    """
+    image = _label_image(labels)
+    array = sitk.GetArrayViewFromImage(image)
+    fields = {
+        "Segmentation_MasterRepresentation": "Binary labelmap",
+        "Segmentation_ContainedRepresentationNames": "Binary labelmap|",
+        "Segmentation_ReferenceImageExtentOffset": "0 0 0",
+    }
+    for index, value in enumerate(sorted(names)):
+        color = colors.get(value, (0.5, 0.5, 0.5))
+        fields.update(_segment_fields(index, int(value), names[value], color, array))
+    for key, text in fields.items():
+        image.SetMetaData(key, text)
+    with atomic_path(path) as temp:
+        sitk.WriteImage(image, str(temp), True)
+    return Path(path)
+
+
+def read_seg_nrrd(path: PathLike) -> Tuple[Volume, Dict[int, str]]:
+    """Read a single-layer ``.seg.nrrd``: the label map and its {label value: segment name}."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"Input not found: {p}")
+    reader = _read_header(p, "nrrd")
+    if reader.GetDimension() != 3 or reader.GetNumberOfComponents() != 1:
+        raise InputError(f"'{p.name}' is not a single-layer 3D segmentation.")
+    image = _sitk_call(reader.Execute, p, "nrrd")
+    names = {}
+    index = 0
+    while image.HasMetaDataKey(f"Segment{index}_LabelValue"):
+        value = int(image.GetMetaData(f"Segment{index}_LabelValue"))
+        key = f"Segment{index}_Name"
+        names[value] = image.GetMetaData(key) if image.HasMetaDataKey(key) else f"Segment_{value}"
+        index += 1
+    return _volume(image, p, "seg.nrrd", HU), names
+
+
+# ----------------------------------------------------------------------------- nibabel (RAS)
+
+
+def _affine_lps(volume: Volume) -> np.ndarray:
+    affine = np.eye(4)
+    affine[:3, :3] = volume.direction_matrix @ np.diag(volume.spacing)
+    affine[:3, 3] = volume.origin
+    return affine
+
+
+def to_nibabel(volume: Volume) -> nib.Nifti1Image:
+    """A nibabel image: array (x, y, z) and the RAS affine of the volume's LPS geometry."""
+    affine = _LPS_TO_RAS @ _affine_lps(volume)
+    image = nib.Nifti1Image(np.ascontiguousarray(volume.array.transpose(2, 1, 0)), affine)
+    image.header.set_sform(affine, code=1)  # scanner coordinates; the header methods keep
+    image.header.set_qform(affine, code=1)  # image.affine in float64 (image.set_* would not)
+    return image
+
+
+def from_nibabel(image: nib.spatialimages.SpatialImage, space: str = HU) -> Volume:
+    """A Volume from a 2D/3D nibabel image (RAS affine -> LPS spacing/origin/direction)."""
+    array = np.asanyarray(image.dataobj)
+    if array.ndim == 2:
+        array = array[..., np.newaxis]
+    if array.ndim != 3:
+        raise ValueError(f"expected a 2D or 3D image, got shape {array.shape}")
+    affine = _LPS_TO_RAS @ np.asarray(image.affine, dtype=float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    return Volume(
+        array=np.ascontiguousarray(array.transpose(2, 1, 0)),
+        spacing=tuple(float(s) for s in spacing),
+        origin=tuple(float(o) for o in affine[:3, 3]),
+        direction=tuple(float(d) for d in (affine[:3, :3] / spacing).ravel()),
+        space=space,
+    )

@@ -1,0 +1,63 @@
+"""Overlay PNGs: axial slices in radiological display with label contours."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import SimpleITK as sitk  # noqa: E402
+
+from .intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU  # noqa: E402
+from .io import atomic_path  # noqa: E402
+from .labels import COLORS, NAMES  # noqa: E402
+from .volume import Volume  # noqa: E402
+
+
+def display_lps(volume: Volume, is_label: bool) -> np.ndarray:
+    """Array reoriented so rows run anterior→posterior and columns patient's right→left
+    (radiological display: the patient's left on the viewer's right)."""
+    image = sitk.DICOMOrient(volume.to_sitk(), "LPS")
+    return sitk.GetArrayFromImage(image)
+
+
+def pick_slices(labels: np.ndarray, count: int) -> Sequence[int]:
+    """Up to ``count`` evenly spaced slices through the labelled z-range (all slices if few)."""
+    zs = np.flatnonzero(labels.any(axis=(1, 2)))
+    if zs.size == 0:
+        zs = np.arange(labels.shape[0])
+    picks = np.linspace(zs[0], zs[-1], num=min(count, zs.size)).round().astype(int)
+    return sorted(set(int(z) for z in picks))
+
+
+def save_overlay(image_hu: Volume, labels: Volume, path: Path, count: int = 9, title: str = "") -> Path:
+    """Montage of axial slices (lung window) with one contour colour per label value."""
+    img = display_lps(image_hu, is_label=False)
+    lab = display_lps(labels, is_label=True)
+    zs = pick_slices(lab, count)
+    cols = int(np.ceil(np.sqrt(len(zs))))
+    rows = int(np.ceil(len(zs) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, z in zip(axes.ravel(), zs):
+        ax.imshow(img[z], cmap="gray", vmin=MEDSEG_WINDOW_LO_HU, vmax=MEDSEG_WINDOW_HI_HU, interpolation="nearest")
+        for value, color in COLORS.items():
+            if (lab[z] == value).any():
+                ax.contour(lab[z] == value, levels=[0.5], colors=[color], linewidths=1.2)
+        ax.set_title(f"slice {z}", fontsize=9)
+        ax.text(0.01, 0.5, "R", color="w", transform=ax.transAxes, fontsize=9)
+        ax.text(0.97, 0.5, "L", color="w", transform=ax.transAxes, fontsize=9)
+    present = [v for v in COLORS if (lab == v).any()]
+    handles = [plt.Line2D([], [], color=COLORS[v], label=NAMES[v]) for v in present]
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=80, format="png")
+    plt.close(fig)
+    return path
