@@ -9,7 +9,7 @@ from typing import Callable, List, Optional, Sequence
 from tqdm import tqdm
 
 from . import __version__
-from .errors import Cancelled, CovidSegError
+from .errors import Cancelled, CovidSegError, InputError
 from .intensity import parse_calibration, to_hu
 from .io import read_volume, stem_of, write_labels
 from .lungs import segment_lungs
@@ -71,6 +71,8 @@ def lungs_one(path: str, args: argparse.Namespace) -> List[Path]:
     show = not args.quiet and volume.shape[0] > 1
     with tqdm(total=1, desc=stem, unit="step", leave=False, disable=not show, file=sys.stderr) as bar:
         labels = segment_lungs(volume, calibration=args.intensity, progress=_tqdm_progress(bar))
+    if not labels.array.any():
+        raise InputError("No lung found: is this a chest CT, and are its intensities right (see --intensity)?")
     written = []
     if not args.no_overlay:
         written.append(save_overlay(to_hu(volume, args.intensity), labels, overlay_path, title=stem))
