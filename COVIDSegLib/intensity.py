@@ -58,27 +58,49 @@ def _share(a: np.ndarray, lo: float, hi: float) -> float:
     return float(np.count_nonzero((a >= lo) & (a <= hi))) / max(a.size, 1)
 
 
-def detect_space(array: np.ndarray) -> str:
-    """Return HU or MEDSEG8 from the histogram, or raise IntensityError.
+def _has_peak(a: np.ndarray, peak: Tuple[float, float], span: Tuple[float, float], bin_width: float) -> bool:
+    """A histogram peak in ``peak`` at least twice the median bin of ``span`` (noise has none)."""
+    hist, edges = np.histogram(a, bins=np.arange(span[0], span[1] + bin_width, bin_width))
+    smooth = np.convolve(hist, np.ones(3) / 3.0, mode="same")
+    centres = (edges[:-1] + edges[1:]) / 2
+    inside = (centres >= peak[0]) & (centres <= peak[1])
+    return bool(inside.any() and smooth[inside].max() >= 2.0 * max(np.median(smooth), 1.0))
 
-    HU: a real share (>= 1 %) of air/lung voxels in [-1100, -700] and soft tissue/fat in
-    [-200, 100]. MedSeg 8-bit: integral values in 0..255 with the air (35..100) and the
-    fat/soft-tissue (190..250) peaks. Anything else is refused rather than guessed.
-    """
+
+def looks_hu(sample: np.ndarray) -> bool:
+    """Air/lung voxels in [-1100, -700] and a fat/soft-tissue peak in [-200, 100]."""
+    return _share(sample, -1100, -700) >= 0.01 and _has_peak(sample, (-200, 100), (-1100, 300), 10)
+
+
+def looks_medseg8(sample: np.ndarray) -> bool:
+    """Integers in 0..255, lung/air pixels in 30..140 and a fat/soft-tissue peak in 190..250."""
+    if sample.min() < 0 or sample.max() > 255 or not np.all(np.mod(sample, 1) == 0):
+        return False
+    return _share(sample, 30, 140) >= 0.01 and _has_peak(sample, (190, 250), (1, 255), 1)
+
+
+def _sample(array: np.ndarray) -> np.ndarray:
     a = np.asarray(array)
-    sample = a.ravel()[:: max(1, a.size // 2_000_000)].astype(np.float32)
-    lo, hi = float(sample.min()), float(sample.max())
-    if _share(sample, -1100, -700) >= 0.01 and _share(sample, -200, 100) >= 0.01:
-        return HU
-    integral = bool(np.all(np.mod(sample, 1) == 0))
-    if lo >= 0 and hi <= 255 and integral and _share(sample, 35, 100) >= 0.01 and _share(sample, 190, 250) >= 0.01:
-        return MEDSEG8
+    return a.ravel()[:: max(1, a.size // 2_000_000)].astype(np.float32)
+
+
+def _refuse(sample: np.ndarray, claimed: str = "") -> IntensityError:
     p = np.percentile(sample, [1, 50, 99])
-    raise IntensityError(
-        f"Intensities are neither Hounsfield units nor 8-bit MedSeg (range {lo:g}..{hi:g}, "
-        f"1/50/99th percentiles {p[0]:g}/{p[1]:g}/{p[2]:g}); declare them with "
-        "--intensity hu|medseg8|linear:SLOPE,INTERCEPT"
+    what = f"do not look like {claimed}" if claimed else "are neither Hounsfield units nor 8-bit MedSeg"
+    return IntensityError(
+        f"Intensities {what} (range {sample.min():g}..{sample.max():g}, 1/50/99th percentiles "
+        f"{p[0]:g}/{p[1]:g}/{p[2]:g}); declare them with --intensity hu|medseg8|linear:SLOPE,INTERCEPT"
     )
+
+
+def detect_space(array: np.ndarray) -> str:
+    """Return HU or MEDSEG8 from the histogram, or raise IntensityError (never a guess)."""
+    sample = _sample(array)
+    if looks_hu(sample):
+        return HU
+    if looks_medseg8(sample):
+        return MEDSEG8
+    raise _refuse(sample)
 
 
 def to_hu(volume: Volume, calibration: str = "auto") -> Volume:
@@ -86,13 +108,13 @@ def to_hu(volume: Volume, calibration: str = "auto") -> Volume:
     kind, coeffs = parse_calibration(calibration)
     if kind == "linear":
         return volume.with_array(np.asarray(volume.array, np.float32) * coeffs[0] + coeffs[1], space=HU)
-    space = volume.space if kind == "auto" and volume.is_slice else kind
-    if space == "auto":
-        space = detect_space(volume.array)
+    space = detect_space(volume.array) if kind == "auto" and not volume.is_slice else kind
+    if kind == "auto" and volume.is_slice:  # a slice's space is declared on reading: check it
+        space, check = volume.space, (looks_medseg8 if volume.space == MEDSEG8 else looks_hu)
+        if not check(_sample(volume.array)):
+            raise _refuse(_sample(volume.array), "8-bit MedSeg" if space == MEDSEG8 else "Hounsfield units")
     if space == MEDSEG8:
         return volume.with_array(medseg8_to_hu(volume.array), space=HU)
-    if calibration == "auto" and volume.is_slice:
-        detect_space(volume.array)  # a 2D slice claimed to be 8-bit must look like it
     return volume.with_array(np.asarray(volume.array, np.float32), space=HU)
 
 
