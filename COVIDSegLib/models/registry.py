@@ -31,6 +31,15 @@ class PadToMultiple(nn.Module):
         super().__init__()
         self.model, self.multiple = model, multiple
 
+    def __getattr__(self, name: str):
+        """Attributes of the wrapped model (``multitask``, ``slice_is_empty``...) stay reachable."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "model":
+                raise
+            return getattr(self.model, name)
+
     def _pad(self, x: torch.Tensor):
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.multiple, (-w) % self.multiple
