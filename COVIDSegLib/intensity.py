@@ -22,7 +22,6 @@ MEDSEG_WINDOW_HI_HU = 146.0
 # Per-slice windows scatter by about this much (10th-90th percentile); augmentation must cover it.
 MEDSEG_WINDOW_UNCERTAINTY_HU = 40.0
 
-AIR_HU = -1000.0
 
 
 def hu_to_medseg8(hu: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from .labels import COLORS, NAMES  # noqa: E402
 from .volume import Volume  # noqa: E402
 
 
-def display_lps(volume: Volume, is_label: bool) -> np.ndarray:
+def display_lps(volume: Volume) -> np.ndarray:
     """Array reoriented so rows run anterior→posterior and columns patient's right→left
     (radiological display: the patient's left on the viewer's right)."""
     image = sitk.DICOMOrient(volume.to_sitk(), "LPS")
@@ -35,8 +35,8 @@ def pick_slices(labels: np.ndarray, count: int) -> Sequence[int]:
 
 def save_overlay(image_hu: Volume, labels: Volume, path: Path, count: int = 9, title: str = "") -> Path:
     """Montage of axial slices (lung window) with one contour colour per label value."""
-    img = display_lps(image_hu, is_label=False)
-    lab = display_lps(labels, is_label=True)
+    img = display_lps(image_hu)
+    lab = display_lps(labels)
     zs = pick_slices(lab, count)
     cols = int(np.ceil(np.sqrt(len(zs))))
     rows = int(np.ceil(len(zs) / cols))
