@@ -51,8 +51,7 @@ def segment_lungs(
     hu = to_hu(volume, calibration).array
     steps = 6
     progress(0, steps, "body")
-    tissue = morph.opening_inplane(hu > params.body_threshold_hu, _px(params.table_opening_mm, volume))
-    body = morph.fill_holes_per_slice(morph.largest_per_slice(tissue))
+    body = body_mask(hu, volume, params)
     candidates = (hu < params.lung_threshold_hu) & body
     check(cancel)
     progress(1, steps, "airways")
@@ -72,6 +71,12 @@ def segment_lungs(
         check(cancel)
     progress(steps, steps, "done")
     return volume.with_array(labels)
+
+
+def body_mask(hu: np.ndarray, volume: Volume, params: LungParams = LungParams()) -> np.ndarray:
+    """The patient's body per slice: tissue above the threshold, table detached, holes filled."""
+    tissue = morph.opening_inplane(hu > params.body_threshold_hu, _px(params.table_opening_mm, volume))
+    return morph.fill_holes_per_slice(morph.largest_per_slice(tissue))
 
 
 def _px(mm: float, volume: Volume) -> int:

@@ -38,24 +38,6 @@ def test_names_registered():
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("size", [(64, 64), (96, 128), (70, 50)])
-def test_output_shape_any_size(name, size):
-    model = _small(name).eval()
-    with torch.no_grad():
-        out = model(torch.randn(2, 1, *size))
-    assert out.shape == (2, 2, *size)
-    assert torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_three_input_channels_and_classes(name):
-    model = _small(name, in_channels=3, out_channels=5).eval()
-    with torch.no_grad():
-        out = model(torch.randn(1, 3, 70, 50))
-    assert out.shape == (1, 5, 70, 50)
-
-
-@pytest.mark.parametrize("name", NAMES)
 def test_backward_gives_finite_grads_on_all_parameters(name):
     model = _small(name).train()
     x, target = torch.randn(2, 1, 64, 64), torch.randint(0, 2, (2, 64, 64))

@@ -31,24 +31,6 @@ def _small(name: str, **overrides):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("size", [(64, 64), (96, 80), (50, 70)])
-def test_output_shape(name, size):
-    model = _small(name).eval()
-    with torch.no_grad():
-        out = model(torch.randn(2, 1, *size))
-    assert out.shape == (2, 2, *size)
-    assert torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_two_and_a_half_d_input(name):
-    model = _small(name, in_channels=3, out_channels=4).eval()
-    with torch.no_grad():
-        out = model(torch.randn(1, 3, 48, 64))
-    assert out.shape == (1, 4, 48, 64)
-
-
-@pytest.mark.parametrize("name", NAMES)
 def test_backward_reaches_every_parameter(name):
     model = _small(name).train()
     x = torch.randn(2, 1, 64, 64)

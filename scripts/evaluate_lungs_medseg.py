@@ -17,8 +17,7 @@ import SimpleITK as sitk
 
 from COVIDSegLib.intensity import to_hu
 from COVIDSegLib.io import read_volume
-from COVIDSegLib.lungs import segment_lungs
-from COVIDSegLib.morphology import fill_holes_per_slice, largest_per_slice
+from COVIDSegLib.lungs import body_mask, segment_lungs
 from COVIDSegLib.overlay import save_overlay
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +32,7 @@ def evaluate(data: Path):
         seconds = time.perf_counter() - start
         lung = labels.array[0] > 0
         mask = sitk.GetArrayFromImage(sitk.ReadImage(str(data / "medseg100" / "masks" / image.name))) > 0
-        body = fill_holes_per_slice(largest_per_slice(to_hu(volume).array > -500))[0]
+        body = body_mask(to_hu(volume).array, volume)[0]
         inside = float((mask & lung).sum() / mask.sum()) if mask.any() else None
         rows.append({"id": image.stem, "infection_px": int(mask.sum()), "inside": inside,
                      "lung_share_of_body": float(lung.sum() / max(body.sum(), 1)),

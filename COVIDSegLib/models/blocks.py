@@ -111,3 +111,15 @@ class UNetSkeleton(nn.Module):
         for i in reversed(range(self.depth)):
             x = self.decoder[i](x, self.skips[i](feats[i]))
         return self.head(x)
+
+
+class SpatialAttention(nn.Module):
+    """CBAM-style spatial attention: ``x · σ(conv7×7([mean_c(x), max_c(x)]))``."""
+
+    def __init__(self, kernel_size: int = 7):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        desc = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
+        return x * torch.sigmoid(self.conv(desc))

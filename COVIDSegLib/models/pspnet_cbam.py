@@ -32,9 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .registry import register
+from .blocks import SpatialAttention  # the CBAM spatial gate, shared with XR-MSF-UNet
 from .resnet import ResNetEncoder
-# The CBAM spatial gate is identical to XR-MSF-UNet's; one implementation for both.
-from .xr_msf_unet import SpatialAttention
 
 __all__ = ["ChannelAttention", "SpatialAttention", "CBAM", "PyramidPooling", "CBAMPSPNet"]
 

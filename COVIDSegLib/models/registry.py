@@ -20,7 +20,12 @@ def register(name: str):
     return wrap
 
 
+def _register_all() -> None:
+    from . import architectures  # noqa: F401  (importing registers every architecture)
+
+
 def available() -> list:
+    _register_all()
     return sorted(_BUILDERS)
 
 
@@ -58,8 +63,7 @@ class PadToMultiple(nn.Module):
 
 def build_model(config: dict) -> nn.Module:
     """``config["name"]`` picks the architecture; the other keys are its keyword arguments."""
-    from . import architectures  # noqa: F401  (registers every architecture)
-
+    _register_all()
     params = dict(config)
     name = params.pop("name", None)
     if name not in _BUILDERS:

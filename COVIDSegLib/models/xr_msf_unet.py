@@ -16,7 +16,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
-from .blocks import ConvBNReLU, UNetSkeleton
+from .blocks import ConvBNReLU, SpatialAttention, UNetSkeleton
 from .registry import register
 
 
@@ -47,18 +47,6 @@ class XRBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.cat([self.branch1(x), self.branch3(x), self.branch5(x)], dim=1)
         return self.relu(self.fuse(y) + self.shortcut(x))
-
-
-class SpatialAttention(nn.Module):
-    """CBAM-style spatial attention: ``x · σ(conv7×7([mean_c(x), max_c(x)]))``."""
-
-    def __init__(self, kernel_size: int = 7):
-        super().__init__()
-        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        desc = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)
-        return x * torch.sigmoid(self.conv(desc))
 
 
 class MSFAttention(nn.Module):
