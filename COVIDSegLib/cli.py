@@ -9,6 +9,7 @@ from typing import Callable, List, Optional, Sequence
 from tqdm import tqdm
 
 from . import __version__
+from .cli_models import add_commands as add_model_commands
 from .errors import Cancelled, CovidSegError, InputError
 from .intensity import parse_calibration, to_hu
 from .io import read_volume, stem_of, write_labels
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(1 = left, 2 = right lung) and <stem>.overlay.png per input.")
     _add_common(lungs)
     lungs.set_defaults(run=run_lungs)
+    add_model_commands(sub)
     return parser
 
 

@@ -44,4 +44,7 @@ class TVUNet(UNet):
     """Same architecture as :class:`UNet`; trained with an extra TV term in the loss.
 
     Nothing differs at inference time; weights are interchangeable with ``"unet"``.
+    ``default_tv_weight`` is the TV weight training uses unless its loss config sets one.
     """
+
+    default_tv_weight: float = 0.1

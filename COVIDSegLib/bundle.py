@@ -1,0 +1,140 @@
+"""Model bundles: ``NAME.safetensors`` (weights, no pickle) + ``NAME.json`` (the card).
+
+The card says everything needed to use the weights: architecture and its config, the input
+preparation (intensity space, HU window, input size, crop, CLAHE), the task's class -> label
+values, training data and configuration, cross-validation metrics, and the SHA-256 of the
+weights file. Loading checks the hash before reading a single tensor.
+
+Where models are found (``find_bundle``/``list_bundles``): a path to a card or weights file;
+else a name in ``$COVIDSEG_MODELS`` (user models, ``os.pathsep``-separated folders), then
+``~/.covidseg/models``, then the bundled ``Resources/Models``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Union
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .errors import CovidSegError
+from .io import atomic_path
+from .models.registry import build_model, count_parameters
+
+FORMAT = "covidseg-model/1"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
+USER_DIR = Path.home() / ".covidseg" / "models"
+REQUIRED = ("format", "name", "task", "architecture", "preprocessing", "labels", "weights", "sha256")
+
+
+@dataclass
+class ModelBundle:
+    name: str
+    card: dict
+    model: torch.nn.Module
+    card_path: Path
+
+    @property
+    def class_labels(self) -> Dict[int, int]:
+        """Network class index -> the project's label value (e.g. {1: 3, 2: 4})."""
+        return {int(k): int(v["value"]) for k, v in self.card["labels"].items()}
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_bundle(model: torch.nn.Module, card: dict, out_dir: Path, name: str) -> Path:
+    """Write NAME.safetensors and NAME.json (card completed with format, name, weights,
+    parameter count and hash); returns the card path."""
+    out_dir = Path(out_dir)
+    weights = out_dir / f"{name}.safetensors"
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(weights) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "name": name})
+    card = {"format": FORMAT, "name": name, **card, "weights": weights.name, "sha256": sha256_file(weights)}
+    card["architecture"] = {**card["architecture"], "parameters": count_parameters(model)}
+    card_path = out_dir / f"{name}.json"
+    with atomic_path(card_path) as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=1) + "\n")
+    return card_path
+
+
+def read_card(card_path: Path) -> dict:
+    try:
+        card = json.loads(Path(card_path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CovidSegError(f"Cannot read model card {card_path}: {exc}") from None
+    missing = [k for k in REQUIRED if k not in card] if isinstance(card, dict) else list(REQUIRED)
+    if missing or card.get("format") != FORMAT:
+        raise CovidSegError(f"{card_path} is not a COVIDSeg model card ({FORMAT}); missing: {', '.join(missing)}")
+    return card
+
+
+def search_dirs() -> List[Path]:
+    env = [Path(p) for p in os.environ.get("COVIDSEG_MODELS", "").split(os.pathsep) if p]
+    return env + [USER_DIR, BUNDLED_DIR]
+
+
+def find_bundle(ref: Union[str, Path]) -> Path:
+    """The card path of a model given by name, card path or weights path."""
+    p = Path(ref)
+    if p.suffix in (".json", ".safetensors") or p.exists():
+        card = p.with_suffix(".json") if p.suffix == ".safetensors" else p
+        if card.is_file():
+            return card
+        raise CovidSegError(f"Model card not found: {card}")
+    for folder in search_dirs():
+        if (folder / f"{ref}.json").is_file():
+            return folder / f"{ref}.json"
+    names = ", ".join(b["name"] for b in list_bundles()) or "none installed"
+    raise CovidSegError(f"Unknown model '{ref}'; available: {names}")
+
+
+def load_bundle(ref: Union[str, Path], device: Union[str, torch.device] = "cpu") -> ModelBundle:
+    """Load a bundle after checking the weights' SHA-256 against its card."""
+    card_path = find_bundle(ref)
+    card = read_card(card_path)
+    weights = card_path.parent / card["weights"]
+    if not weights.is_file():
+        raise CovidSegError(f"Model weights not found: {weights}")
+    actual = sha256_file(weights)
+    if actual != card["sha256"]:
+        raise CovidSegError(f"Model weights {weights.name} do not match the SHA-256 in {card_path.name} "
+                            f"(expected {card['sha256'][:12]}..., got {actual[:12]}...): corrupt or altered file.")
+    try:
+        model = build_model(card["architecture"]["config"])
+        model.load_state_dict(load_file(str(weights), device=str(device)))
+    except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CovidSegError(f"Model {card['name']} cannot be loaded: {str(exc).splitlines()[0]}") from None
+    return ModelBundle(card["name"], card, model.to(device).eval(), card_path)
+
+
+def list_bundles() -> List[dict]:
+    """One entry per card found (the first of a name wins): name, task, architecture, CV Dice, path."""
+    seen: Dict[str, dict] = {}
+    for folder in search_dirs():
+        for card_path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            try:
+                card = read_card(card_path)
+            except CovidSegError:
+                continue
+            dice = card.get("metrics", {}).get("cv", {}).get("dice", {}).get("mean")
+            seen.setdefault(card["name"], {
+                "name": card["name"], "task": card["task"], "architecture": card["architecture"]["name"],
+                "cv_dice": dice, "bundled": folder == BUNDLED_DIR, "path": str(card_path)})
+    return list(seen.values())
+
+
+def default_model(task: Optional[str] = None) -> str:
+    """Name of the bundled default model (multiclass unless a task is asked)."""
+    return "covidseg_binary" if task == "binary" else "covidseg_multiclass"

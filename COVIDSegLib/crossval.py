@@ -1,0 +1,84 @@
+"""K-fold cross-validation of one training configuration on labelled slices.
+
+Each fold trains on the other folds for the configured epochs (no early stopping and no
+epoch selection: the held-out fold is the test fold and must not choose anything) and scores
+the last model on its held-out slices at full size (``predict2d.score_slice``).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .datasets import Sample
+from .io import atomic_path
+from .metrics import summarise
+from .predict2d import forward_probabilities, full_size, score_slice
+from .progress import CancelToken, ProgressCallback, no_progress
+from .slice_prep import InputSpec
+from .trainer import Trainer, TrainConfig
+from .training_data import prepare_set
+
+
+def kfold(n: int, k: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(train indices, test indices) of ``k`` folds over ``n`` items after a seeded shuffle;
+    every item is tested exactly once and fold sizes differ by at most one."""
+    if not 2 <= k <= n:
+        raise ValueError(f"need 2 <= k <= n, got k={k}, n={n}")
+    order = np.random.default_rng(seed).permutation(n)
+    folds = np.array_split(order, k)
+    return [(np.sort(np.concatenate(folds[:i] + folds[i + 1:])), np.sort(f)) for i, f in enumerate(folds)]
+
+
+def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, device) -> List[Dict]:
+    """Full-size metric rows (``id`` + metrics) of a model on samples."""
+    data = prepare_set(samples, spec)
+    probs, _ = forward_probabilities(model, data.images, device)
+    return [{"id": s.id, **score_slice(p, s.target, task)}
+            for s, p in zip(samples, full_size(probs, data.geometries))]
+
+
+def cross_validate(cfg: TrainConfig, samples: Sequence[Sample], out_dir: Path, k: int = 5,
+                   progress: ProgressCallback = no_progress, cancel: Optional[CancelToken] = None) -> Dict:
+    """Run all folds (resumable: each fold folder holds its checkpoint) and write
+    ``cv_slices.csv`` (one row per held-out slice) and ``cv_summary.json`` (mean, sd per metric)."""
+    out_dir = Path(out_dir)
+    spec = InputSpec.from_dict(cfg.input)
+    rows: List[Dict] = []
+    epochs_run = []
+    for i, (train_idx, test_idx) in enumerate(kfold(len(samples), k, cfg.seed)):
+        train = [samples[j] for j in train_idx]
+        test = [samples[j] for j in test_idx]
+        fold_dir = out_dir / f"fold{i}"
+        trainer = Trainer(cfg, fold_dir, _fold_progress(progress, i, k), cancel)
+        train_set = prepare_set(train, spec, with_alt=cfg.augment.get("clahe", 0) > 0)
+        result = trainer.fit(train_set, prepare_set(test, spec), select_best=False)
+        epochs_run.append(len(result.history))
+        rows += [{"fold": i, **r} for r in score_model(result.model, test, spec, cfg.task, trainer.device)]
+        del trainer, result
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    summary = {"k": k, "n_slices": len(samples), "epochs": epochs_run, "config": cfg.to_dict(),
+               "metrics": summarise([{m: v for m, v in r.items() if m not in ("fold", "id")} for r in rows])}
+    _write_rows(rows, out_dir / "cv_slices.csv")
+    with atomic_path(out_dir / "cv_summary.json") as tmp:
+        Path(tmp).write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _fold_progress(progress: ProgressCallback, fold: int, k: int) -> ProgressCallback:
+    def report(done: int, total: int, message: str) -> None:
+        progress(fold * total + done, k * total, f"fold {fold + 1}/{k} {message}")
+    return report
+
+
+def _write_rows(rows: List[Dict], path: Path) -> None:
+    keys = list(dict.fromkeys(key for r in rows for key in r))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, keys)
+        writer.writeheader()
+        writer.writerows(rows)

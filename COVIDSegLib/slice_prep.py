@@ -1,0 +1,73 @@
+"""Turn one axial slice (MedSeg 8-bit space) into a model input and map outputs back.
+
+The same steps run in training, cross-validation and inference, so a model always sees what
+it was trained on: Otsu body box crop (optional) -> letterbox to ``size`` x ``size`` ->
+scale 0..255 to 0..1 -> CLAHE (optional). ``restore`` inverts the geometry of a
+(C, size, size) probability map back to the full slice.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Tuple
+
+import numpy as np
+
+from .preprocess import CropBox, LetterboxInfo, body_box, clahe, crop, letterbox, unletterbox
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a slice becomes a network input; stored in every model card."""
+
+    size: int = 192
+    crop_body: bool = True
+    clahe: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InputSpec":
+        return cls(**{k: data[k] for k in ("size", "crop_body", "clahe") if k in data})
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """Where the network input came from in the full slice."""
+
+    shape: Tuple[int, int]
+    box: CropBox
+    letterbox: LetterboxInfo
+
+
+def prepare(image8: np.ndarray, spec: InputSpec, use_clahe: bool = None) -> Tuple[np.ndarray, SliceGeometry]:
+    """(y, x) slice in 0..255 -> ((size, size) float32 in [0, 1], geometry).
+
+    ``use_clahe`` overrides ``spec.clahe`` (augmentation prepares both variants).
+    """
+    a = np.asarray(image8, dtype=np.float32)
+    if a.ndim != 2:
+        raise ValueError(f"prepare needs a (y, x) slice, got shape {a.shape}")
+    box = body_box(a) if spec.crop_body else CropBox.full(a.shape)
+    boxed, info = letterbox(crop(a, box), spec.size, order=1, pad_value=0.0)
+    x = np.clip(boxed / 255.0, 0.0, 1.0).astype(np.float32)
+    if spec.clahe if use_clahe is None else use_clahe:
+        x = clahe(x).astype(np.float32)
+    return x, SliceGeometry(tuple(a.shape), box, info)
+
+
+def prepare_labels(labels: np.ndarray, geometry: SliceGeometry) -> np.ndarray:
+    """A (y, x) integer label map through the same crop and letterbox (nearest neighbour)."""
+    boxed = crop(np.asarray(labels), geometry.box)
+    out, _ = letterbox(boxed.astype(np.uint8), geometry.letterbox.size, order=0, pad_value=0)
+    return out
+
+
+def restore(prob: np.ndarray, geometry: SliceGeometry) -> np.ndarray:
+    """(C, size, size) probabilities -> (C, y, x) on the full slice (0 outside the crop box)."""
+    p = np.asarray(prob, dtype=np.float32)
+    inner = unletterbox(p, geometry.letterbox, order=1)
+    full = np.zeros((p.shape[0],) + geometry.shape, dtype=np.float32)
+    full[0] = 1.0  # outside the body box: background
+    full[(slice(None),) + geometry.box.slices[1:]] = inner
+    return full

@@ -1,0 +1,93 @@
+"""A whole training run: data -> quality filter -> (cross-validation) -> final model -> bundle."""
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from . import labels
+from .crossval import cross_validate
+from .datasets import TASK_CLASS_NAMES, TASK_LABELS, Sample, filter_quality, load_dataset, write_quality_log
+from .bundle import save_bundle
+from .intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU
+from .progress import CancelToken, ProgressCallback, no_progress
+from .slice_prep import InputSpec
+from .trainer import Trainer, TrainConfig
+from .training_data import prepare_set
+
+
+@dataclass
+class RunOptions:
+    data: Path
+    out_dir: Path
+    name: str
+    cv_folds: int = 0          # 0: no cross-validation
+    val_fraction: float = 0.0  # > 0: hold out this share for early stopping of the final model
+
+
+def load_clean(data: Path, task: str, out_dir: Path) -> Tuple[List[Sample], list]:
+    samples = load_dataset(data, task)
+    kept, dropped = filter_quality(samples, len(TASK_LABELS[task]) + 1)
+    write_quality_log(dropped, len(kept), Path(out_dir) / "quality.json")
+    return kept, dropped
+
+
+def split_validation(samples: Sequence[Sample], fraction: float, seed: int) -> Tuple[list, list]:
+    if fraction <= 0:
+        return list(samples), []
+    order = np.random.default_rng(seed + 1).permutation(len(samples))
+    n_val = max(1, int(round(fraction * len(samples))))
+    return [samples[i] for i in sorted(order[n_val:])], [samples[i] for i in sorted(order[:n_val])]
+
+
+def compute_description(seconds: float, device: torch.device) -> dict:
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU {platform.machine()}"
+    return {"device": name, "torch_threads": torch.get_num_threads(), "seconds": round(seconds, 1)}
+
+
+def make_card(cfg: TrainConfig, data: Path, n_slices: int, dropped: list, history: list,
+              cv: Optional[dict], compute: dict) -> dict:
+    names = TASK_CLASS_NAMES[cfg.task]
+    return {
+        "task": cfg.task,
+        "architecture": {"name": cfg.model["name"], "config": cfg.model_config()},
+        "preprocessing": {
+            "intensity_space": "medseg8",
+            "hu_window": [MEDSEG_WINDOW_LO_HU, MEDSEG_WINDOW_HI_HU],
+            "mapping": "HU volumes are mapped linearly from hu_window to 0..255 (docs/INTENSITY.md); "
+                       "MedSeg 8-bit slices are used as they are",
+            "input": InputSpec.from_dict(cfg.input).to_dict(),
+            "pixel_size": "not resampled to a fixed size: the Otsu body box is letterboxed to input.size",
+            "slices": "2D axial, radiological display (anterior up, patient's right on the image left)",
+        },
+        "labels": {str(k): {"value": v, "name": names[k], "label_name": labels.NAMES[v]}
+                   for k, v in TASK_LABELS[cfg.task].items()},
+        "training": {"data": str(Path(data).name), "n_slices": n_slices,
+                     "dropped": [{"id": i, "reason": r} for i, r in dropped],
+                     "epochs_run": len(history), "config": cfg.to_dict(), "compute": compute,
+                     "final_train_loss": history[-1]["train_loss"] if history else None},
+        "metrics": {"cv": cv["metrics"] if cv else None, "cv_folds": cv["k"] if cv else 0},
+    }
+
+
+def run_training(cfg: TrainConfig, opts: RunOptions, progress: ProgressCallback = no_progress,
+                 cancel: Optional[CancelToken] = None) -> Tuple[Path, Optional[dict]]:
+    """Returns (card path of the trained bundle, CV summary or None)."""
+    out = Path(opts.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    samples, dropped = load_clean(opts.data, cfg.task, out)
+    start = time.time()
+    cv = cross_validate(cfg, samples, out / "cv", opts.cv_folds, progress, cancel) if opts.cv_folds else None
+    train, val = split_validation(samples, opts.val_fraction, cfg.seed)
+    spec = InputSpec.from_dict(cfg.input)
+    trainer = Trainer(cfg, out / "final", progress, cancel)
+    result = trainer.fit(prepare_set(train, spec, with_alt=cfg.augment.get("clahe", 0) > 0),
+                         prepare_set(val, spec) if val else None)
+    card = make_card(cfg, opts.data, len(samples), dropped, result.history, cv,
+                     compute_description(time.time() - start, trainer.device))
+    return save_bundle(result.model, card, out, opts.name), cv
