@@ -128,7 +128,7 @@ def list_bundles() -> List[dict]:
                 card = read_card(card_path)
             except CovidSegError:
                 continue
-            dice = card.get("metrics", {}).get("cv", {}).get("dice", {}).get("mean")
+            dice = ((card.get("metrics") or {}).get("cv") or {}).get("dice", {}).get("mean")
             seen.setdefault(card["name"], {
                 "name": card["name"], "task": card["task"], "architecture": card["architecture"]["name"],
                 "cv_dice": dice, "bundled": folder == BUNDLED_DIR, "path": str(card_path)})

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .datasets import Sample
+from .errors import CovidSegError
 from .io import atomic_path
 from .metrics import summarise
 from .predict2d import forward_probabilities, full_size, score_slice
@@ -47,6 +48,8 @@ def cross_validate(cfg: TrainConfig, samples: Sequence[Sample], out_dir: Path, k
     """Run all folds (resumable: each fold folder holds its checkpoint) and write
     ``cv_slices.csv`` (one row per held-out slice) and ``cv_summary.json`` (mean, sd per metric)."""
     out_dir = Path(out_dir)
+    if not 2 <= k <= len(samples):
+        raise CovidSegError(f"{k}-fold cross-validation needs 2 <= k <= {len(samples)} (the number of slices)")
     spec = InputSpec.from_dict(cfg.input)
     rows: List[Dict] = []
     epochs_run = []

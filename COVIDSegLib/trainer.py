@@ -156,7 +156,7 @@ class Trainer:
     def _save_checkpoint(self, epoch: int) -> None:
         state = {"epoch": epoch, "model": self.model.state_dict(), "opt": self.opt.state_dict(),
                  "sched": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
-                 "gen": self.gen.get_state(), "history": self.history, "best": list(self.best),
+                 "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(), "history": self.history, "best": list(self.best),
                  "steps": self.steps, "config": json.dumps(self.cfg.to_dict(), sort_keys=True)}
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(state, tmp)
@@ -174,6 +174,7 @@ class Trainer:
         self.sched.load_state_dict(state["sched"])
         self.scaler.load_state_dict(state["scaler"])
         self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # dropout draws from the global generator
         self.history, self.best, self.steps = state["history"], tuple(state["best"]), state["steps"]
         return int(state["epoch"]) + 1
 
@@ -181,7 +182,7 @@ class Trainer:
     def _train_epoch(self, data: PreparedSet) -> float:
         self.model.train()
         order = torch.randperm(len(data), generator=self.gen)
-        bs, total = self.cfg.batch_size, 0.0
+        bs, total, seen = self.cfg.batch_size, 0.0, 0
         for start in range(0, len(order), bs):
             check(self.cancel)
             idx = order[start:start + bs]
@@ -196,10 +197,11 @@ class Trainer:
             self.scaler.step(self.opt)
             self.scaler.update()
             total += float(loss.detach()) * len(idx)
+            seen += len(idx)
             self.steps += 1
             if self.cfg.max_steps and self.steps >= self.cfg.max_steps:
                 break
-        return total / max(1, min(len(order), self.steps * bs))
+        return total / max(1, seen)
 
     def fit(self, train: PreparedSet, val: Optional[PreparedSet] = None, select_best: bool = True) -> TrainResult:
         """Train; with ``select_best`` the weights of the best validation Dice are kept and training

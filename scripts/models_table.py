@@ -1,0 +1,54 @@
+#!/usr/bin/env python3
+"""Turn cross-validation results (runs/cv/<arch>/cv_summary.json) into the tables of docs/MODELS.md.
+
+    python scripts/models_table.py runs/cv > docs/MODELS_CV_TABLE.md
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from COVIDSegLib.models.registry import build_model, count_parameters
+
+COLUMNS = ("dice", "iou", "f1", "sensitivity", "specificity", "precision", "hd95", "tad")
+HEADERS = ("Dice", "IoU", "F1", "Sensitivity", "Specificity", "Precision", "HD95 (px)", "Thr-avg Dice")
+
+
+def cell(metrics: dict, key: str) -> str:
+    m = metrics.get(key)
+    if not m or not m["n"]:
+        return "n/a"
+    return f"{m['mean']:.3f} ± {m['sd']:.3f}"
+
+
+def table(run_dir: Path, prefix: str = "") -> str:
+    lines = ["| Architecture | Params | " + " | ".join(HEADERS) + " | Epochs × folds | CPU time |",
+             "|---" * (len(HEADERS) + 4) + "|"]
+    for summary_path in sorted(run_dir.glob("*/cv_summary.json")):
+        s = json.loads(summary_path.read_text())
+        compute_path = summary_path.parent / "compute.json"
+        compute = json.loads(compute_path.read_text()) if compute_path.exists() else {}
+        cfg = s["config"]
+        n_classes = 3 if cfg["task"] == "multiclass" else 2
+        params = count_parameters(build_model({**cfg["model"], "in_channels": 1, "out_channels": n_classes}))
+        name = f"{cfg['model']['name']} ({', '.join(f'{k} {v}' for k, v in cfg['model'].items() if k != 'name')})"
+        minutes = f"{compute['seconds'] / 60:.0f} min" if compute else "?"
+        lines.append(f"| {name} | {params / 1e6:.2f} M | "
+                     + " | ".join(cell(s["metrics"], prefix + c) for c in COLUMNS)
+                     + f" | {max(s['epochs'])} × {s['k']} | {minutes} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--prefix", default="", help="metric prefix, e.g. GGO_ or consolidation_")
+    args = ap.parse_args(argv)
+    print(table(args.run_dir, args.prefix))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
