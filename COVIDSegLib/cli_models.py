@@ -5,6 +5,7 @@ import argparse
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 from typing import List
 
@@ -42,6 +43,8 @@ def add_commands(sub) -> None:
     train.add_argument("--clahe", action="store_true", default=None, help="CLAHE on the network input")
     train.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N")
     train.add_argument("--cv", type=int, default=0, metavar="K", help="k-fold cross-validation first (0: none)")
+    train.add_argument("--cv-summary", type=Path, metavar="JSON",
+                       help="attach an earlier cv_summary.json of this exact configuration to the card")
     train.add_argument("--val-fraction", type=float, default=0.0,
                        help="hold out this share for early stopping of the final model (default 0: all epochs)")
     train.add_argument("-q", "--quiet", action="store_true")
@@ -91,15 +94,23 @@ def run_train(args: argparse.Namespace) -> int:
     if cfg.model.get("name") not in available():
         raise CovidSegError(f"unknown model '{cfg.model.get('name')}'; available: {', '.join(available())}")
     name = args.name or f"{cfg.model['name']}_{cfg.task}"
-    with tqdm(total=1, desc="train", disable=args.quiet, file=sys.stderr) as bar:
-        def progress(done, total, message):
-            bar.total, bar.n = total, done
-            bar.set_postfix_str(message, refresh=True)
-        card, cv = run_training(cfg, RunOptions(args.data, args.output, name, args.cv, args.val_fraction), progress)
+    opts = RunOptions(args.data, args.output, name, args.cv, args.val_fraction, args.cv_summary)
+    if not args.quiet and not sys.stderr.isatty():  # a log file: one plain line per epoch
+        card, cv = run_training(cfg, opts, _log_lines)
+    else:
+        with tqdm(total=1, desc="train", disable=args.quiet, file=sys.stderr) as bar:
+            def progress(done, total, message):
+                bar.total, bar.n = total, done
+                bar.set_postfix_str(message, refresh=True)
+            card, cv = run_training(cfg, opts, progress)
     if cv:
         print(format_table({f"infection_{k}": v for k, v in cv["metrics"].items()}, ["infection"]))
     print(f"model bundle: {card}")
     return 0
+
+
+def _log_lines(done: int, total: int, message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} [{done}/{total}] {message}", file=sys.stderr, flush=True)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

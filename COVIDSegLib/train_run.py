@@ -1,6 +1,7 @@
 """A whole training run: data -> quality filter -> (cross-validation) -> final model -> bundle."""
 from __future__ import annotations
 
+import json
 import platform
 import time
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from . import labels
 from .crossval import cross_validate
 from .datasets import TASK_CLASS_NAMES, TASK_LABELS, Sample, filter_quality, load_dataset, write_quality_log
 from .bundle import save_bundle
+from .errors import CovidSegError
 from .intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU
 from .progress import CancelToken, ProgressCallback, no_progress
 from .slice_prep import InputSpec
@@ -28,6 +30,7 @@ class RunOptions:
     name: str
     cv_folds: int = 0          # 0: no cross-validation
     val_fraction: float = 0.0  # > 0: hold out this share for early stopping of the final model
+    cv_summary: Optional[Path] = None  # an earlier CV of the same configuration, for the card
 
 
 def load_clean(data: Path, task: str, out_dir: Path) -> Tuple[List[Sample], list]:
@@ -75,6 +78,18 @@ def make_card(cfg: TrainConfig, data: Path, n_slices: int, dropped: list, histor
     }
 
 
+def read_cv_summary(path: Path, cfg: TrainConfig) -> dict:
+    """An earlier ``cv_summary.json``; refused unless it was made with this configuration."""
+    try:
+        summary = json.loads(Path(path).read_text())
+        same = TrainConfig.from_dict(summary["config"]).to_dict() == cfg.to_dict()
+    except (OSError, ValueError, KeyError, TypeError, CovidSegError) as exc:
+        raise CovidSegError(f"Cannot use {path} as a CV summary: {exc}") from None
+    if not same:
+        raise CovidSegError(f"{path} was made with another training configuration; it cannot describe this model")
+    return summary
+
+
 def run_training(cfg: TrainConfig, opts: RunOptions, progress: ProgressCallback = no_progress,
                  cancel: Optional[CancelToken] = None) -> Tuple[Path, Optional[dict]]:
     """Returns (card path of the trained bundle, CV summary or None)."""
@@ -83,6 +98,8 @@ def run_training(cfg: TrainConfig, opts: RunOptions, progress: ProgressCallback 
     samples, dropped = load_clean(opts.data, cfg.task, out)
     start = time.time()
     cv = cross_validate(cfg, samples, out / "cv", opts.cv_folds, progress, cancel) if opts.cv_folds else None
+    if cv is None and opts.cv_summary:
+        cv = read_cv_summary(opts.cv_summary, cfg)
     train, val = split_validation(samples, opts.val_fraction, cfg.seed)
     spec = InputSpec.from_dict(cfg.input)
     trainer = Trainer(cfg, out / "final", progress, cancel)

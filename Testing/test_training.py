@@ -357,3 +357,16 @@ def test_cross_validate_writes_slices_and_summary(slices, tmp_path):
     assert {"tad", "hd95", "iou"} <= set(saved["metrics"])
     assert summary["metrics"]["dice"]["mean"] == pytest.approx(dice["mean"])
     assert (tmp_path / "fold0" / "checkpoint.pt").is_file() and (tmp_path / "fold1" / "checkpoint.pt").is_file()
+
+
+def test_cv_summary_is_attached_only_to_its_own_configuration(tmp_path):
+    from COVIDSegLib.train_run import read_cv_summary
+    cfg = config()
+    path = tmp_path / "cv_summary.json"
+    path.write_text(json.dumps({"k": 5, "config": cfg.to_dict(), "metrics": {"dice": {"mean": 0.5}}}))
+    assert read_cv_summary(path, cfg)["metrics"]["dice"]["mean"] == 0.5
+    with pytest.raises(CovidSegError, match="another training configuration"):
+        read_cv_summary(path, config(epochs=cfg.epochs + 1))
+    path.write_text("{not json")
+    with pytest.raises(CovidSegError, match="Cannot use"):
+        read_cv_summary(path, cfg)
