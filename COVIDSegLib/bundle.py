@@ -61,6 +61,7 @@ def save_bundle(model: torch.nn.Module, card: dict, out_dir: Path, name: str) ->
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(weights) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "name": name})
+        os.chmod(tmp, 0o644)  # safetensors creates it private; a model is meant to be shared
     card = {"format": FORMAT, "name": name, **card, "weights": weights.name, "sha256": sha256_file(weights)}
     card["architecture"] = {**card["architecture"], "parameters": count_parameters(model)}
     card_path = out_dir / f"{name}.json"
