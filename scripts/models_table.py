@@ -41,12 +41,36 @@ def table(run_dir: Path, prefix: str = "") -> str:
     return "\n".join(lines)
 
 
+def paired(run_dir: Path, best: str) -> str:
+    """Per-slice Dice of ``best`` minus each other architecture: mean, wins, Wilcoxon signed-rank p."""
+    import csv
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    def dice(arch):
+        return {r["id"]: float(r["dice"]) for r in csv.DictReader(open(run_dir / arch / "cv_slices.csv"))}
+
+    ref = dice(best)
+    lines = [f"| {best} vs | mean Δ Dice | slices better | Wilcoxon p |", "|---|---|---|---|"]
+    for other in sorted(p.parent.name for p in run_dir.glob("*/cv_slices.csv")):
+        if other == best:
+            continue
+        d = dice(other)
+        diff = np.array([ref[i] - d[i] for i in sorted(ref)])
+        lines.append(f"| {other} | {diff.mean():+.3f} | {int((diff > 0).sum())}/{diff.size} | {wilcoxon(diff).pvalue:.2g} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--prefix", default="", help="metric prefix, e.g. GGO_ or consolidation_")
+    ap.add_argument("--paired", metavar="ARCH", help="also compare ARCH slice by slice with the others")
     args = ap.parse_args(argv)
     print(table(args.run_dir, args.prefix))
+    if args.paired:
+        print()
+        print(paired(args.run_dir, args.paired))
     return 0
 
 
