@@ -1,0 +1,196 @@
+"""Whole-volume segmentation with a model bundle: lungs 1/2, GGO (or infection) 3, consolidation 4.
+
+Steps: intensities to the bundle's space -> training-free lungs -> the 2D model on every axial
+slice that contains lung, in batches, through the bundle's own preparation and its exact
+inverse (``slice_prep``) -> infection kept within the lungs plus a margin, small components
+removed -> infection outside the lung masks joins the nearer lung -> labels in the input's
+exact geometry. Slices are processed in radiological orientation (SimpleITK "LPS") whatever the
+volume's direction, and mapped back.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from . import labels as L
+from . import morphology as morph
+from .bundle import ModelBundle
+from .intensity import to_medseg8
+from .lungs import segment_lungs
+from .predict2d import pick_device
+from .progress import CancelToken, ProgressCallback, check, no_progress
+from .slice_prep import InputSpec, prepare, restore
+from .volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceOptions:
+    device: str = "auto"
+    batch_size: int = 16
+    calibration: str = "auto"
+    tta_flip: bool = False           # average with the left-right mirrored prediction
+    lung_margin_mm: float = 10.0     # infection kept within the lungs dilated in-plane by this
+    min_component_mm3: float = 10.0  # smaller infection islands are removed (mm^2 x slice thickness)
+    empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
+
+
+@dataclass
+class Segmentation:
+    labels: Volume                     # uint8 0..4, the input's geometry
+    lungs: Volume                      # the lung masks alone (1/2), before infection joins them
+    slices_run: int                    # slices the model ran on
+    device: str
+
+
+def _orientation(volume: Volume) -> str:
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(volume.direction)
+
+
+def to_lps(array: np.ndarray, volume: Volume) -> np.ndarray:
+    """``array`` (the volume's grid) permuted/flipped so axial planes are in radiological display."""
+    image = volume.copy_geometry_to(sitk.GetImageFromArray(np.ascontiguousarray(array)))
+    return sitk.GetArrayFromImage(sitk.DICOMOrient(image, "LPS"))
+
+
+def from_lps(array: np.ndarray, volume: Volume) -> np.ndarray:
+    """Inverse of ``to_lps``: back onto the volume's own grid."""
+    lps = sitk.DICOMOrient(volume.copy_geometry_to(sitk.GetImageFromArray(np.zeros(volume.shape, np.uint8))), "LPS")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    image.CopyInformation(lps)
+    return sitk.GetArrayFromImage(sitk.DICOMOrient(image, _orientation(volume)))
+
+
+class Segmenter:
+    """``Segmenter(bundle, options).segment(volume)``; reusable across volumes."""
+
+    def __init__(self, bundle: ModelBundle, options: InferenceOptions = InferenceOptions()):
+        self.bundle, self.options = bundle, options
+        self.device = pick_device(options.device)
+        self.model = bundle.model.to(self.device).eval()
+        self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
+        self.class_values = np.zeros(max(bundle.class_labels) + 1, np.uint8)
+        for index, value in bundle.class_labels.items():
+            self.class_values[index] = value
+        self.batch_size = max(1, int(options.batch_size))
+
+    # ------------------------------------------------------------------ model
+    def _forward(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Softmax (N, C, S, S) and the multi-task head's probability (or None) on the current device."""
+        x = x.to(self.device)
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16,
+                                             enabled=self.device.type == "cuda"):
+            if getattr(self.model, "multitask", False):
+                seg, logit = self.model.forward_multitask(x)
+                head = torch.sigmoid(logit.float().reshape(-1)).cpu().numpy()
+            else:
+                seg, head = self.model(x), None
+            prob = torch.softmax(seg.float(), dim=1)
+            if self.options.tta_flip:
+                flipped = self.model(x.flip(-1))
+                prob = (prob + torch.softmax(flipped.float(), dim=1).flip(-1)) / 2
+        return prob.cpu().numpy(), head
+
+    def _forward_safely(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """On CUDA out-of-memory: halve the batch, then fall back to the CPU with a warning."""
+        while True:
+            try:
+                if len(x) <= self.batch_size:
+                    return self._forward(x)
+                parts = [self._forward(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
+                heads = [h for _, h in parts if h is not None]
+                return np.concatenate([p for p, _ in parts]), (np.concatenate(heads) if heads else None)
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if self.batch_size > 1:
+                    self.batch_size //= 2
+                    log.warning("GPU out of memory: batch size lowered to %d", self.batch_size)
+                else:
+                    log.warning("GPU out of memory even for one slice: continuing on the CPU")
+                    self.device = torch.device("cpu")
+                    self.model = self.model.to(self.device)
+
+    # ------------------------------------------------------------------ volume
+    def segment(self, volume: Volume, progress: ProgressCallback = no_progress,
+                cancel: Optional[CancelToken] = None) -> Segmentation:
+        opts = self.options
+        progress(0, 3, "lungs")
+        lungs = segment_lungs(volume, opts.calibration, cancel=cancel)
+        check(cancel)
+        image = to_lps(to_medseg8(volume, opts.calibration).array.astype(np.float32), volume)
+        lung_lps = to_lps(lungs.array, volume)
+        infection, run = self._infection(image, lung_lps, progress, cancel)
+        spacing = _lps_spacing(volume)
+        infection = self._postprocess(infection, lung_lps, spacing)
+        labels = compose(lung_lps, infection, spacing)
+        progress(3, 3, "done")
+        return Segmentation(volume.with_array(from_lps(labels, volume)), lungs, run, str(self.device))
+
+    def _infection(self, image: np.ndarray, lungs: np.ndarray, progress: ProgressCallback,
+                   cancel: Optional[CancelToken]) -> Tuple[np.ndarray, int]:
+        """Per-voxel label values (0, 3, 4) of the model on slices with lung, chunk by chunk."""
+        out = np.zeros(image.shape, np.uint8)
+        todo = np.flatnonzero(lungs.reshape(len(lungs), -1).any(axis=1))
+        chunk = max(self.batch_size, 32)
+        for done, zs in _chunks(todo, chunk):
+            check(cancel)
+            prepared = [prepare(image[z], self.spec) for z in zs]
+            x = torch.from_numpy(np.stack([p for p, _ in prepared])[:, None])
+            probs, head = self._forward_safely(x)
+            for i, (z, (_, geom)) in enumerate(zip(zs, prepared)):
+                if head is not None and head[i] < self.options.empty_threshold:
+                    continue
+                out[z] = self.class_values[restore(probs[i], geom).argmax(axis=0)]
+            progress(1 + (done + len(zs)) / max(1, len(todo)), 3, f"slice {done + len(zs)}/{len(todo)}")
+        return out, len(todo)
+
+    def _postprocess(self, infection: np.ndarray, lungs: np.ndarray, spacing: Tuple[float, float, float]) -> np.ndarray:
+        """Keep infection within the in-plane-dilated lungs; drop islands under min_component_mm3."""
+        margin_px = int(round(self.options.lung_margin_mm / min(spacing[1], spacing[2])))
+        allowed = _dilate_inplane(lungs > 0, margin_px)
+        infection = np.where(allowed, infection, 0).astype(np.uint8)
+        voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
+        min_voxels = int(np.ceil(self.options.min_component_mm3 / voxel_mm3))
+        if min_voxels > 1 and infection.any():
+            comps, sizes = morph.components(infection > 0, min_voxels=min_voxels)
+            infection[comps == 0] = 0
+        return infection
+
+
+def compose(lungs: np.ndarray, infection: np.ndarray, spacing) -> np.ndarray:
+    """Final label map: lungs 1/2 extended by infection outside them (assigned to the nearer
+    lung), then infection values 3/4 on top. Left/right stays consistent by construction."""
+    labels = lungs.astype(np.uint8).copy()
+    outside = (infection > 0) & (lungs == 0)
+    if outside.any():
+        seeds = [lungs == L.LEFT_LUNG, lungs == L.RIGHT_LUNG]
+        if all(s.any() for s in seeds):
+            side = morph.nearest_label(outside, seeds, spacing[::-1])
+            labels[side == 1] = L.LEFT_LUNG
+            labels[side == 2] = L.RIGHT_LUNG
+    labels[infection > 0] = infection[infection > 0]
+    return labels
+
+
+def _lps_spacing(volume: Volume) -> Tuple[float, float, float]:
+    """(z, y, x) spacing of the LPS-oriented grid."""
+    image = sitk.DICOMOrient(volume.copy_geometry_to(sitk.Image([1, 1, 1], sitk.sitkUInt8)), "LPS")
+    return tuple(float(s) for s in reversed(image.GetSpacing()))
+
+
+def _dilate_inplane(mask: np.ndarray, radius_px: int) -> np.ndarray:
+    if radius_px <= 0:
+        return mask
+    image = sitk.GetImageFromArray(mask.astype(np.uint8))
+    return sitk.GetArrayFromImage(sitk.BinaryDilate(image, [radius_px, radius_px, 0], sitk.sitkBall)) > 0
+
+
+def _chunks(indices: np.ndarray, size: int) -> Iterator[Tuple[int, List[int]]]:
+    for start in range(0, len(indices), size):
+        yield start, [int(z) for z in indices[start:start + size]]
