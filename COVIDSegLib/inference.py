@@ -3,7 +3,7 @@
 Steps: intensities to the bundle's space -> training-free lungs -> the 2D model on every axial
 slice that contains lung, in batches, through the bundle's own preparation and its exact
 inverse (``slice_prep``) -> infection kept within the lungs plus a margin, small components
-removed -> infection outside the lung masks joins the nearer lung -> labels in the input's
+removed -> labels in the input's
 exact geometry. Slices are processed in radiological orientation (SimpleITK "LPS") whatever the
 volume's direction, and mapped back.
 """
@@ -17,7 +17,6 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from . import labels as L
 from . import morphology as morph
 from .bundle import ModelBundle
 from .intensity import to_medseg8
@@ -128,7 +127,7 @@ class Segmenter:
         infection, run = self._infection(image, lung_lps, progress, cancel)
         spacing = _lps_spacing(volume)
         infection = self._postprocess(infection, lung_lps, spacing)
-        labels = compose(lung_lps, infection, spacing)
+        labels = compose(lung_lps, infection)
         progress(3, 3, "done")
         return Segmentation(volume.with_array(from_lps(labels, volume)), lungs, run, str(self.device))
 
@@ -163,17 +162,10 @@ class Segmenter:
         return infection
 
 
-def compose(lungs: np.ndarray, infection: np.ndarray, spacing) -> np.ndarray:
-    """Final label map: lungs 1/2 extended by infection outside them (assigned to the nearer
-    lung), then infection values 3/4 on top. Left/right stays consistent by construction."""
+def compose(lungs: np.ndarray, infection: np.ndarray) -> np.ndarray:
+    """Final label map: lungs 1/2, infection values 3/4 on top (also where the lung masks missed
+    it, e.g. dependent consolidation). ``quantify`` gives each infection voxel its side."""
     labels = lungs.astype(np.uint8).copy()
-    outside = (infection > 0) & (lungs == 0)
-    if outside.any():
-        seeds = [lungs == L.LEFT_LUNG, lungs == L.RIGHT_LUNG]
-        if all(s.any() for s in seeds):
-            side = morph.nearest_label(outside, seeds, spacing[::-1])
-            labels[side == 1] = L.LEFT_LUNG
-            labels[side == 2] = L.RIGHT_LUNG
     labels[infection > 0] = infection[infection > 0]
     return labels
 

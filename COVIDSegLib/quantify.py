@@ -3,9 +3,10 @@
 Definitions (all volumes from the voxel count times the voxel volume, in mL):
 
 * **Lung** of a side = voxels labelled that side's lung (1 left, 2 right) plus the infection
-  voxels (3, 4) assigned to that side: each infection voxel joins the nearer lung (Euclidean
-  distance in mm to the voxels labelled 1 or 2). With only one lung present, all infection goes
-  to it.
+  voxels (3, 4) on that side of the thorax midline: the sagittal plane halfway between the
+  outermost right-lung and outermost left-lung voxels (patient coordinates, so any array
+  orientation works). A whole consolidated lobe, which has no lung label left in its slices,
+  still counts for its own side. With only one lung labelled, all infection goes to it.
 * **Involvement** (%) = infection (3 + 4) volume / lung volume x 100, per lung and for both.
 * **Zones**: each lung is cut into upper, middle and lower thirds of its own cranio-caudal
   extent (the physical superior-inferior position of its slices, whatever the array order);
@@ -25,7 +26,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import labels as L
-from . import morphology as morph
 from .volume import Volume
 
 SIDES = {"left": L.LEFT_LUNG, "right": L.RIGHT_LUNG}
@@ -85,18 +85,30 @@ class Report:
         return asdict(self)
 
 
-def side_of_each_voxel(labels: np.ndarray, spacing_zyx) -> np.ndarray:
-    """1 (left) / 2 (right) for every lung or infection voxel, 0 elsewhere."""
-    side = np.where(np.isin(labels, (L.LEFT_LUNG, L.RIGHT_LUNG)), labels, 0).astype(np.uint8)
-    infection = np.isin(labels, (L.GGO, L.CONSOLIDATION))
+def _lps_x(volume: Volume) -> np.ndarray:
+    """Patient x (mm, LPS: increasing towards the patient's left) of every voxel, (z, y, x) broadcastable."""
+    d = volume.direction_matrix
+    axes = [np.arange(n, dtype=np.float64) * sp for n, sp in zip(volume.shape[::-1], volume.spacing)]
+    x = float(volume.origin[0])
+    for j, shape in enumerate(((1, 1, -1), (1, -1, 1), (-1, 1, 1))):  # index axes x, y, z
+        x = x + d[0, j] * axes[j].reshape(shape)
+    return x
+
+
+def side_of_each_voxel(labels: Volume) -> np.ndarray:
+    """1 (left) / 2 (right) for every lung or infection voxel, 0 elsewhere (module docstring)."""
+    arr = np.asarray(labels.array)
+    side = np.where(np.isin(arr, (L.LEFT_LUNG, L.RIGHT_LUNG)), arr, 0).astype(np.uint8)
+    infection = np.isin(arr, (L.GGO, L.CONSOLIDATION))
     if not infection.any():
         return side
-    seeds = [labels == L.LEFT_LUNG, labels == L.RIGHT_LUNG]
-    present = [i for i, s in enumerate(seeds) if s.any()]
-    if len(present) == 2:
-        side[infection] = morph.nearest_label(infection, seeds, spacing_zyx)[infection]
-    elif len(present) == 1:
-        side[infection] = present[0] + 1
+    left, right = arr == L.LEFT_LUNG, arr == L.RIGHT_LUNG
+    if left.any() and right.any():
+        x = np.broadcast_to(_lps_x(labels), arr.shape)
+        midline = (x[left].max() + x[right].min()) / 2.0
+        side[infection] = np.where(x[infection] > midline, L.LEFT_LUNG, L.RIGHT_LUNG)
+    elif left.any() or right.any():
+        side[infection] = L.LEFT_LUNG if left.any() else L.RIGHT_LUNG
     return side
 
 
@@ -132,7 +144,7 @@ def quantify(labels: Volume) -> Report:
     """The report of a label map (values 0-4) with its geometry."""
     arr = np.asarray(labels.array)
     voxel_ml = labels.voxel_volume_ml
-    side = side_of_each_voxel(arr, tuple(labels.spacing[::-1]))
+    side = side_of_each_voxel(labels)
     height = _superior_position(labels)
     ggo, cons = arr == L.GGO, arr == L.CONSOLIDATION
     lungs: Dict[str, LungFigures] = {}

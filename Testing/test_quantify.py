@@ -1,0 +1,94 @@
+"""Quantification on synthetic label maps with answers known exactly from the spacing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from COVIDSegLib.quantify import grade, quantify, report_rows, side_of_each_voxel, zone_score
+from COVIDSegLib.volume import Volume
+
+IDENTITY = (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
+
+
+def two_lungs(z: int = 30, spacing=(0.5, 0.5, 2.0), direction=IDENTITY) -> np.ndarray:
+    a = np.zeros((z, 20, 60), np.uint8)
+    a[:, 5:15, 2:18] = 2   # right lung: image left (patient's right)
+    a[:, 5:15, 42:58] = 1  # left lung, 24 pixels of "mediastinum" away
+    return a
+
+
+def vol(a, spacing=(0.5, 0.5, 2.0), direction=IDENTITY) -> Volume:
+    return Volume(a, spacing, (0.0, 0.0, 0.0), direction, "HU")
+
+
+def test_volumes_and_involvement_are_exact():
+    a = two_lungs()
+    a[20:30, 5:15, 42:50] = 3   # GGO in the left lung's top 10 slices: 800 voxels
+    a[0:5, 5:15, 2:10] = 4      # consolidation in the right lung's bottom 5 slices: 400 voxels
+    r = quantify(vol(a))
+    voxel = 0.5 * 0.5 * 2.0 / 1000
+    assert r.voxel_ml == pytest.approx(voxel)
+    assert r.lungs["left"].lung_ml == pytest.approx(30 * 10 * 16 * voxel)
+    assert r.lungs["left"].ggo_ml == pytest.approx(800 * voxel)
+    assert r.lungs["right"].consolidation_ml == pytest.approx(400 * voxel)
+    assert r.lungs["left"].involvement_percent == pytest.approx(100 * 800 / 4800)
+    assert r.both_involvement_percent == pytest.approx(100 * 1200 / 9600)
+    assert r.grade == "CT-1" and r.grade_word == "mild"
+
+
+def test_zones_follow_physical_height_not_array_order():
+    a = two_lungs()
+    a[20:30, 5:15, 42:58] = 3   # the whole top third (by index) of the left lung
+    up = quantify(vol(a))
+    assert up.lungs["left"].zones["upper"]["involvement_percent"] == pytest.approx(100.0)
+    assert up.lungs["left"].zones["lower"]["involvement_percent"] == 0
+    flipped_z = (1.0, 0, 0, 0, 1.0, 0, 0, 0, -1.0)  # index z now runs downwards
+    down = quantify(vol(a, direction=flipped_z))
+    assert down.lungs["left"].zones["lower"]["involvement_percent"] == pytest.approx(100.0)
+    assert down.lungs["left"].zones["upper"]["score"] == 0
+    assert up.total_severity_score == down.total_severity_score == 5
+
+
+def test_infection_outside_the_lung_labels_counts_for_its_side_of_the_midline():
+    a = two_lungs()
+    a[:, 16:19, 46:50] = 4      # below the left lung, outside both lung labels
+    side = side_of_each_voxel(vol(a))
+    assert (side[:, 16:19, 46:50] == 1).all()
+    r = quantify(vol(a))
+    assert r.lungs["left"].consolidation_ml > 0 and r.lungs["right"].consolidation_ml == 0
+    mirrored = (-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)  # index x now runs towards the patient's right
+    b = np.where(a == 1, 2, np.where(a == 2, 1, a)).astype(np.uint8)
+    assert (side_of_each_voxel(vol(b, direction=mirrored))[:, 16:19, 46:50] == 2).all()
+
+
+def test_empty_and_healthy_maps():
+    r = quantify(vol(np.zeros((3, 8, 8), np.uint8)))
+    assert r.both_lung_ml == 0 and r.grade == "CT-0" and r.total_severity_score == 0
+    r = quantify(vol(two_lungs()))
+    assert r.both_involvement_percent == 0 and r.grade == "CT-0"
+    assert {row["region"] for row in report_rows(r)} >= {"left lung", "right upper", "both lungs"}
+
+
+@pytest.mark.parametrize("pct, score", [(0, 0), (0.1, 1), (4.99, 1), (5, 2), (25, 2), (25.5, 3), (49.9, 3),
+                                        (50, 4), (75, 4), (75.1, 5), (100, 5)])
+def test_zone_score_cut_offs(pct, score):
+    assert zone_score(pct) == score
+
+
+@pytest.mark.parametrize("pct, code", [(0, "CT-0"), (1, "CT-1"), (24.9, "CT-1"), (25, "CT-2"), (49.9, "CT-2"),
+                                       (50, "CT-3"), (75, "CT-3"), (75.1, "CT-4")])
+def test_grade_cut_offs(pct, code):
+    assert grade(pct)[0] == code
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 16), st.integers(0, 30), st.floats(0.3, 3.0), st.floats(0.5, 5.0))
+def test_involvement_matches_the_painted_fraction(width, height, pixel, thickness):
+    a = two_lungs()
+    a[30 - height:, 5:15, 42:42 + width] = 3
+    r = quantify(vol(a, spacing=(pixel, pixel, thickness)))
+    assert r.lungs["left"].involvement_percent == pytest.approx(100.0 * height * width / (30 * 16))
+    assert r.lungs["left"].lung_ml == pytest.approx(4800 * pixel * pixel * thickness / 1000)
+    assert 0 <= r.total_severity_score <= 30
