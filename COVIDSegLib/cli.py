@@ -3,16 +3,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 from tqdm import tqdm
 
 from . import __version__
+from .bundle import default_model, load_bundle
 from .cli_models import add_commands as add_model_commands
+from .inference import InferenceOptions, Segmenter
+from .predict2d import pick_device
+from .quantify import quantify
+from .report import write_csv, write_html, write_json
 from .errors import Cancelled, CovidSegError, InputError
 from .intensity import parse_calibration, to_hu
-from .io import read_volume, stem_of, write_labels
+from .io import read_volume, stem_of, write_labels, write_seg_nrrd
 from .lungs import segment_lungs
 from .overlay import save_overlay
 from .validate import check_volume
@@ -48,6 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(1 = left, 2 = right lung) and <stem>.overlay.png per input.")
     _add_common(lungs)
     lungs.set_defaults(run=run_lungs)
+    segment = sub.add_parser("segment", help="lungs, GGO and consolidation with a model; reports",
+                             description="Per input: <stem>.labels.nii.gz (1 left lung, 2 right lung, 3 GGO or "
+                                         "infection, 4 consolidation), <stem>.report.json/.csv/.html, "
+                                         "<stem>.seg.nrrd and <stem>.overlay.png.")
+    _add_common(segment)
+    segment.add_argument("--model", default=default_model(), help="model name or card path (see `covidseg models`)")
+    segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    segment.add_argument("--batch-size", type=int, default=16, help="slices per model batch")
+    segment.add_argument("--tta", action="store_true", help="average with the left-right mirrored prediction")
+    segment.add_argument("--min-component-mm3", type=float, default=10.0, help="smaller infection islands are removed")
+    segment.add_argument("--lung-margin-mm", type=float, default=10.0,
+                         help="infection is kept within the lungs dilated in-plane by this")
+    segment.set_defaults(run=run_segment)
     add_model_commands(sub)
     return parser
 
@@ -80,6 +99,44 @@ def lungs_one(path: str, args: argparse.Namespace) -> List[Path]:
         written.append(save_overlay(to_hu(volume, args.intensity), labels, overlay_path, title=stem))
     written.append(write_labels(labels, labels_path))  # last: its presence marks the input as done
     return written
+
+
+def segment_one(path: str, args: argparse.Namespace) -> List[Path]:
+    """Segment one input with ``args.segmenter``; writes labels last (its presence = done)."""
+    out_dir: Path = args.output
+    stem = stem_of(path)
+    labels_path = out_dir / f"{stem}.labels.nii.gz"
+    if labels_path.exists() and not args.overwrite:
+        return []
+    volume = check_volume(read_volume(path, slice_space=HU if args.slice_space == "hu" else MEDSEG8))
+    start = time.time()
+    show = not args.quiet and volume.shape[0] > 1
+    with tqdm(total=3, desc=stem, unit="step", leave=False, disable=not show, file=sys.stderr) as bar:
+        result = args.segmenter.segment(volume, progress=_tqdm_progress(bar))
+    report = quantify(result.labels)
+    meta = {"input": str(path), "model": args.segmenter.bundle.name, "model_sha256": args.segmenter.bundle.card["sha256"],
+            "device": result.device, "slices_segmented": result.slices_run, "seconds": round(time.time() - start, 2),
+            "covidseg": __version__, "spacing_mm": list(volume.spacing), "shape_zyx": list(volume.shape)}
+    written = [write_json({**meta, **report.to_dict()}, out_dir / f"{stem}.report.json"),
+               write_csv(report, out_dir / f"{stem}.report.csv"),
+               write_seg_nrrd(result.labels, out_dir / f"{stem}.seg.nrrd")]
+    overlay = None
+    if not args.no_overlay:
+        overlay = save_overlay(to_hu(volume, args.intensity), result.labels, out_dir / f"{stem}.overlay.png", title=stem)
+        written.append(overlay)
+    written.append(write_html(report, out_dir / f"{stem}.report.html", f"COVIDSeg report: {stem}", meta, overlay))
+    written.append(write_labels(result.labels, labels_path))
+    return written
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    parse_calibration(args.intensity)
+    options = InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
+                               tta_flip=args.tta, lung_margin_mm=args.lung_margin_mm,
+                               min_component_mm3=args.min_component_mm3)
+    device = pick_device(args.device)
+    args.segmenter = Segmenter(load_bundle(args.model, device), options)
+    return _run_batch(args, segment_one)
 
 
 def run_lungs(args: argparse.Namespace) -> int:

@@ -1,0 +1,64 @@
+"""Per-input reports of a segmentation: JSON (everything), CSV (flat rows), self-contained HTML."""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+from pathlib import Path
+from typing import Optional
+
+from .io import atomic_path
+from .quantify import ZONES, Report, report_rows
+
+DISCLAIMER = "Research software, not a medical device: a radiologist must review every result."
+
+
+def write_json(data: dict, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=1) + "\n")
+    return path
+
+
+def write_csv(report: Report, path: Path) -> Path:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, ["region", "measure", "value"])
+        writer.writeheader()
+        writer.writerows(report_rows(report))
+    return path
+
+
+def _row(cells, tag: str = "td") -> str:
+    return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
+
+
+def write_html(report: Report, path: Path, title: str, meta: dict, overlay: Optional[Path] = None) -> Path:
+    """One file a radiologist can open anywhere: overlay figure (embedded), tables, grade."""
+    lungs = [_row(["", "Lung (mL)", "GGO (mL)", "Consolidation (mL)", "Involved (%)"], "th")]
+    for side, f in report.lungs.items():
+        lungs.append(_row([f"{side.capitalize()} lung", f"{f.lung_ml:.1f}", f"{f.ggo_ml:.1f}",
+                           f"{f.consolidation_ml:.1f}", f"{f.involvement_percent:.1f}"]))
+    lungs.append(_row(["Both lungs", f"{report.both_lung_ml:.1f}", "", "", f"{report.both_involvement_percent:.1f}"]))
+    zones = [_row(["Zone"] + [f"{s.capitalize()} lung: % (score)" for s in report.lungs], "th")]
+    for z in ZONES:
+        zones.append(_row([z.capitalize()] + [f"{f.zones[z]['involvement_percent']:.1f} ({f.zones[z]['score']})"
+                                              for f in report.lungs.values()]))
+    figure = ""
+    if overlay is not None and Path(overlay).exists():
+        data = base64.b64encode(Path(overlay).read_bytes()).decode("ascii")
+        figure = f'<img alt="axial slices with contours" src="data:image/png;base64,{data}">'
+    details = "".join(_row([k, v]) for k, v in meta.items())
+    page = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:60em;margin:auto}}table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #bbb;padding:.3em .6em;text-align:right}}img{{max-width:100%}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p><b>Severity: {html.escape(report.grade)} ({html.escape(report.grade_word)})</b>, total CT severity score
+{report.total_severity_score}/30, {report.both_involvement_percent:.1f} % of both lungs involved.</p>
+<table>{''.join(lungs)}</table><table>{''.join(zones)}</table>{figure}
+<h2>Details</h2><table>{details}</table>
+<p>Zone score: 0 none, 1 &lt;5 %, 2 5–25 %, 3 26–49 %, 4 50–75 %, 5 &gt;75 %. Grade CT-0..CT-4 by
+involvement of both lungs: 0, &lt;25, 25–49, 50–75, &gt;75 %.</p><p><i>{DISCLAIMER}</i></p></body></html>
+"""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")
+    return path
