@@ -1,0 +1,121 @@
+"""Whole-volume inference (COVIDSegLib.inference) and `covidseg segment` with the bundled model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from test_cli import SAMPLES, assert_one_error_line, assert_same_geometry, assert_valid_png, digest, run
+from COVIDSegLib.bundle import load_bundle
+from COVIDSegLib.inference import InferenceOptions, Segmenter, from_lps, to_lps
+from COVIDSegLib.io import read_seg_nrrd, read_volume
+from COVIDSegLib.metrics import binary_metrics
+
+CT = SAMPLES / "lungmask_chest_ct_2slices.nii.gz"
+SLICE = SAMPLES / "medseg_0000.png"
+MODEL = "covidseg_binary"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def segmenter():
+    return Segmenter(load_bundle(MODEL), InferenceOptions(device="cpu", batch_size=4))
+
+
+def test_labels_in_the_input_geometry(segmenter):
+    volume = read_volume(CT)
+    result = segmenter.segment(volume)
+    assert_same_geometry(result.labels, volume)
+    values = set(np.unique(result.labels.array).tolist())
+    assert {1, 2} <= values <= {0, 1, 2, 3, 4}
+    assert result.slices_run == 2
+    lungs = np.isin(result.lungs.array, (1, 2))
+    assert (np.isin(result.labels.array, (1, 2)) <= lungs).all()  # lungs only lose voxels to infection
+
+
+def test_real_slice_end_to_end(segmenter):
+    """medseg_0000 was a training slice: this checks the chain, not the accuracy."""
+    result = segmenter.segment(read_volume(SLICE))
+    truth = read_volume(SAMPLES / "medseg_0000_mask.png").array > 0
+    assert binary_metrics(np.isin(result.labels.array, (3, 4)), truth)["dice"] > 0.7
+
+
+def test_orientation_round_trip_and_invariance(segmenter):
+    volume = read_volume(CT)
+    flipped_image = sitk.Flip(volume.to_sitk(), [True, True, False])  # same anatomy, mirrored index axes
+    flipped = type(volume).from_sitk(flipped_image)
+    assert not np.array_equal(flipped.array, volume.array)
+    np.testing.assert_array_equal(to_lps(flipped.array, flipped), to_lps(volume.array, volume))
+    np.testing.assert_array_equal(from_lps(to_lps(flipped.array, flipped), flipped), flipped.array)
+    a, b = segmenter.segment(volume).labels, segmenter.segment(flipped).labels
+    np.testing.assert_array_equal(to_lps(a.array, a), to_lps(b.array, b))
+
+
+def test_out_of_memory_halves_the_batch_then_falls_back(monkeypatch, segmenter):
+    volume = read_volume(CT)
+    expected = segmenter.segment(volume).labels.array
+    real = Segmenter._forward
+    calls = []
+
+    def flaky(self, x):
+        calls.append(len(x))
+        if len(calls) <= 3:  # fail at batch 2 and at batch 1: the CPU fallback must take over
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return real(self, x)
+
+    seg = Segmenter(load_bundle(MODEL), InferenceOptions(device="cpu", batch_size=2))
+    monkeypatch.setattr(Segmenter, "_forward", flaky)
+    np.testing.assert_array_equal(seg.segment(volume).labels.array, expected)
+    assert calls[:3] == [2, 1, 1] and seg.batch_size == 1
+
+
+def test_cli_segment_outputs_and_resume(capsys, tmp_path):
+    before = digest(CT)
+    rc, out, err = run(capsys, "segment", CT, "-o", tmp_path, "--model", MODEL, "-q")
+    assert rc == 0, err
+    stem = "lungmask_chest_ct_2slices"
+    labels = read_volume(tmp_path / f"{stem}.labels.nii.gz")
+    assert_same_geometry(labels, read_volume(CT))
+    report = json.loads((tmp_path / f"{stem}.report.json").read_text())
+    assert report["model"] == MODEL and report["grade"].startswith("CT-")
+    voxel_ml = np.prod(read_volume(CT).spacing) / 1000
+    assert report["both_lung_ml"] == pytest.approx(np.isin(labels.array, (1, 2, 3, 4)).sum() * voxel_ml)
+    seg, names = read_seg_nrrd(tmp_path / f"{stem}.seg.nrrd")
+    np.testing.assert_array_equal(seg.array, labels.array)
+    assert "region,measure,value" in (tmp_path / f"{stem}.report.csv").read_text()
+    html = (tmp_path / f"{stem}.report.html").read_text()
+    assert "data:image/png;base64," in html and report["grade"] in html
+    assert_valid_png(tmp_path / f"{stem}.overlay.png")
+    assert digest(CT) == before
+    stamp = (tmp_path / f"{stem}.labels.nii.gz").stat().st_mtime_ns
+    rc, out, _ = run(capsys, "segment", CT, "-o", tmp_path, "--model", MODEL)
+    assert rc == 0 and "skipped" in out
+    assert (tmp_path / f"{stem}.labels.nii.gz").stat().st_mtime_ns == stamp
+
+
+def test_cli_segment_batch_with_one_bad_input(capsys, tmp_path):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"not a nifti")
+    rc, out, err = run(capsys, "segment", SLICE, bad, "-o", tmp_path / "out", "--model", MODEL, "-q")
+    assert rc == 1
+    assert (tmp_path / "out" / "medseg_0000.labels.nii.gz").exists()
+    assert not list((tmp_path / "out").glob("broken*"))
+    assert_one_error_line(err, "broken.nii.gz")
+
+
+def test_cli_segment_unknown_model(capsys, tmp_path):
+    rc, _, err = run(capsys, "segment", SLICE, "-o", tmp_path, "--model", "no_such_model")
+    assert rc == 2
+    assert_one_error_line(err, "Unknown model")
+    assert not any(tmp_path.iterdir())
