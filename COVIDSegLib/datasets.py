@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import SimpleITK as sitk
 
 from . import labels
 from .errors import CovidSegError, InputError
 from .intensity import to_medseg8
 from .io import read_volume
+from .orientation import orient_lps
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -103,13 +103,6 @@ def _ct_seg_pairs(root: Path) -> List[Tuple[Path, Path]]:
             continue
         pairs.append((ct, mask))
     return pairs
-
-
-def orient_lps(volume: Volume) -> Volume:
-    """The volume permuted/flipped (no resampling) to SimpleITK "LPS" orientation: array rows run
-    anterior -> posterior and columns patient-right -> patient-left (radiological display)."""
-    return Volume.from_sitk(sitk.DICOMOrient(volume.to_sitk(), "LPS"), space=volume.space,
-                            is_slice=volume.is_slice)
 
 
 def load_ct_seg(root: Path, task: str = "binary", every: int = 1, calibration: str = "auto") -> List[Sample]:

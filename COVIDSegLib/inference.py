@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 
 from . import morphology as morph
 from .bundle import ModelBundle
 from .intensity import to_medseg8
 from .lungs import segment_lungs
+from .orientation import from_lps, lps_spacing_zyx, to_lps
 from .predict2d import pick_device
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .slice_prep import InputSpec, prepare, restore
@@ -46,24 +46,6 @@ class Segmentation:
     lungs: Volume                      # the lung masks alone (1/2), before infection joins them
     slices_run: int                    # slices the model ran on
     device: str
-
-
-def _orientation(volume: Volume) -> str:
-    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(volume.direction)
-
-
-def to_lps(array: np.ndarray, volume: Volume) -> np.ndarray:
-    """``array`` (the volume's grid) permuted/flipped so axial planes are in radiological display."""
-    image = volume.copy_geometry_to(sitk.GetImageFromArray(np.ascontiguousarray(array)))
-    return sitk.GetArrayFromImage(sitk.DICOMOrient(image, "LPS"))
-
-
-def from_lps(array: np.ndarray, volume: Volume) -> np.ndarray:
-    """Inverse of ``to_lps``: back onto the volume's own grid."""
-    lps = sitk.DICOMOrient(volume.copy_geometry_to(sitk.GetImageFromArray(np.zeros(volume.shape, np.uint8))), "LPS")
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    image.CopyInformation(lps)
-    return sitk.GetArrayFromImage(sitk.DICOMOrient(image, _orientation(volume)))
 
 
 class Segmenter:
@@ -125,7 +107,7 @@ class Segmenter:
         image = to_lps(to_medseg8(volume, opts.calibration).array.astype(np.float32), volume)
         lung_lps = to_lps(lungs.array, volume)
         infection, run = self._infection(image, lung_lps, progress, cancel)
-        spacing = _lps_spacing(volume)
+        spacing = lps_spacing_zyx(volume)
         infection = self._postprocess(infection, lung_lps, spacing)
         labels = compose(lung_lps, infection)
         progress(3, 3, "done")
@@ -152,7 +134,7 @@ class Segmenter:
     def _postprocess(self, infection: np.ndarray, lungs: np.ndarray, spacing: Tuple[float, float, float]) -> np.ndarray:
         """Keep infection within the in-plane-dilated lungs; drop islands under min_component_mm3."""
         margin_px = int(round(self.options.lung_margin_mm / min(spacing[1], spacing[2])))
-        allowed = _dilate_inplane(lungs > 0, margin_px)
+        allowed = morph.dilate_inplane(lungs > 0, margin_px)
         infection = np.where(allowed, infection, 0).astype(np.uint8)
         voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
         min_voxels = int(np.ceil(self.options.min_component_mm3 / voxel_mm3))
@@ -168,19 +150,6 @@ def compose(lungs: np.ndarray, infection: np.ndarray) -> np.ndarray:
     labels = lungs.astype(np.uint8).copy()
     labels[infection > 0] = infection[infection > 0]
     return labels
-
-
-def _lps_spacing(volume: Volume) -> Tuple[float, float, float]:
-    """(z, y, x) spacing of the LPS-oriented grid."""
-    image = sitk.DICOMOrient(volume.copy_geometry_to(sitk.Image([1, 1, 1], sitk.sitkUInt8)), "LPS")
-    return tuple(float(s) for s in reversed(image.GetSpacing()))
-
-
-def _dilate_inplane(mask: np.ndarray, radius_px: int) -> np.ndarray:
-    if radius_px <= 0:
-        return mask
-    image = sitk.GetImageFromArray(mask.astype(np.uint8))
-    return sitk.GetArrayFromImage(sitk.BinaryDilate(image, [radius_px, radius_px, 0], sitk.sitkBall)) > 0
 
 
 def _chunks(indices: np.ndarray, size: int) -> Iterator[Tuple[int, List[int]]]:

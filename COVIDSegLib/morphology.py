@@ -65,6 +65,12 @@ def erode_inplane(mask: np.ndarray, radius_px: int) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.BinaryErode(_img(mask), [radius_px, radius_px, 0], sitk.sitkBall)) > 0
 
 
+def dilate_inplane(mask: np.ndarray, radius_px: int) -> np.ndarray:
+    if radius_px <= 0:
+        return np.asarray(mask, bool)
+    return sitk.GetArrayFromImage(sitk.BinaryDilate(_img(mask), [radius_px, radius_px, 0], sitk.sitkBall)) > 0
+
+
 def dilate(mask: np.ndarray, radius_px: int) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.BinaryDilate(_img(mask), [radius_px] * 3, sitk.sitkBall)) > 0
 

@@ -9,19 +9,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import SimpleITK as sitk  # noqa: E402
 
 from .intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .labels import COLORS, NAMES  # noqa: E402
+from .orientation import to_lps  # noqa: E402
 from .volume import Volume  # noqa: E402
-
-
-def display_lps(volume: Volume) -> np.ndarray:
-    """Array reoriented so rows run anterior→posterior and columns patient's right→left
-    (radiological display: the patient's left on the viewer's right)."""
-    image = sitk.DICOMOrient(volume.to_sitk(), "LPS")
-    return sitk.GetArrayFromImage(image)
 
 
 def pick_slices(labels: np.ndarray, count: int) -> Sequence[int]:
@@ -35,8 +28,8 @@ def pick_slices(labels: np.ndarray, count: int) -> Sequence[int]:
 
 def save_overlay(image_hu: Volume, labels: Volume, path: Path, count: int = 9, title: str = "") -> Path:
     """Montage of axial slices (lung window) with one contour colour per label value."""
-    img = display_lps(image_hu)
-    lab = display_lps(labels)
+    img = to_lps(image_hu.array, image_hu)
+    lab = to_lps(labels.array, labels)
     zs = pick_slices(lab, count)
     cols = int(np.ceil(np.sqrt(len(zs))))
     rows = int(np.ceil(len(zs) / cols))

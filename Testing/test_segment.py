@@ -11,7 +11,8 @@ import torch
 
 from test_cli import SAMPLES, assert_one_error_line, assert_same_geometry, assert_valid_png, digest, run
 from COVIDSegLib.bundle import load_bundle
-from COVIDSegLib.inference import InferenceOptions, Segmenter, from_lps, to_lps
+from COVIDSegLib.inference import InferenceOptions, Segmenter
+from COVIDSegLib.orientation import from_lps, to_lps
 from COVIDSegLib.io import read_seg_nrrd, read_volume
 from COVIDSegLib.metrics import binary_metrics
 
