@@ -120,3 +120,29 @@ def test_cli_segment_unknown_model(capsys, tmp_path):
     assert rc == 2
     assert_one_error_line(err, "Unknown model")
     assert not any(tmp_path.iterdir())
+
+
+def test_multitask_head_skips_slices_it_calls_empty(tmp_path):
+    """A multi-task model whose head is forced to 'infection' everywhere vs 'empty' everywhere."""
+    from COVIDSegLib.bundle import save_bundle
+    from COVIDSegLib.models.registry import build_model
+    config = {"name": "resnet34_scse_mt", "width": 8, "in_channels": 1, "out_channels": 2}
+    model = build_model(config)
+    with torch.no_grad():
+        last = model.classifier[-1]
+        last.weight.zero_()
+        seg_head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        seg_head.weight.zero_()
+        seg_head.bias.copy_(torch.tensor([-5.0, 5.0]))  # segmentation says "infection" everywhere
+    card = {"task": "binary", "architecture": {"name": config["name"], "config": config},
+            "preprocessing": {"input": {"size": 64, "crop_body": True, "clahe": False}},
+            "labels": {"1": {"value": 3, "name": "infection"}}}
+    volume = read_volume(CT)
+    found = {}
+    for bias in (10.0, -10.0):
+        with torch.no_grad():
+            last.bias.fill_(bias)
+        bundle = load_bundle(save_bundle(model, card, tmp_path, f"mt{bias:+.0f}"))
+        result = Segmenter(bundle, InferenceOptions(device="cpu", empty_threshold=0.5)).segment(volume)
+        found[bias] = int(np.isin(result.labels.array, (3, 4)).sum())
+    assert found[10.0] > 0 and found[-10.0] == 0
