@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Speed and memory of the full COVIDSeg pipeline vs lungmask R231, same volume, same machine.
+
+The volume: the bundled real 2-slice chest CT (Resources/Samples, 512 x 512, HU) repeated to N
+slices with independent noise (+-20 HU), so the lungs are real anatomy. Each measurement runs in
+a fresh subprocess (clean peak RSS) with a fixed number of torch threads:
+
+* ours: read -> lungs + infection (bundled model) -> quantification -> write labels + report
+* lungmask: ``LMInferer(modelname="R231", modelpath=<random weights>)`` on the same image: the
+  R231 U-Net with random weights has the real model's compute and needs no download.
+
+    python benchmarks/bench_pipeline.py --slices 64 --threads 2 [--lungmask-python PATH] [--device cuda]
+Writes docs/BENCHMARKS.md's table rows to stdout and the raw figures to benchmarks/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "Resources" / "Samples" / "lungmask_chest_ct_2slices.nii.gz"
+
+
+def make_volume(slices: int, path: Path) -> Path:
+    import SimpleITK as sitk
+    image = sitk.ReadImage(str(SAMPLE))
+    base = sitk.GetArrayFromImage(image).astype(np.int16)
+    rng = np.random.default_rng(0)
+    reps = -(-slices // base.shape[0])
+    arr = np.concatenate([base] * reps)[:slices]
+    arr = (arr + rng.integers(-20, 21, size=arr.shape)).astype(np.int16)
+    out = sitk.GetImageFromArray(arr)
+    out.SetSpacing(image.GetSpacing())
+    out.SetOrigin(image.GetOrigin())
+    out.SetDirection(image.GetDirection())
+    sitk.WriteImage(out, str(path))
+    return path
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def worker_ours(path: Path, device: str, out_dir: Path) -> dict:
+    from COVIDSegLib.cli import main
+    start = time.perf_counter()
+    rc = main(["segment", str(path), "-o", str(out_dir), "--device", device, "--no-overlay", "-q", "--overwrite"])
+    return {"rc": rc, "seconds": time.perf_counter() - start}
+
+
+def worker_lungmask(path: Path, device: str, out_dir: Path) -> dict:
+    import SimpleITK as sitk
+    import torch
+    from lungmask import LMInferer
+    from lungmask.resunet import UNet
+    weights = out_dir / "r231_random.pth"
+    torch.manual_seed(0)
+    net = UNet(n_classes=3, padding=True, depth=5, up_mode="upsample", batch_norm=True, residual=False)
+    torch.save(net.state_dict(), weights)
+    start = time.perf_counter()
+    image = sitk.ReadImage(str(path))
+    inferer = LMInferer(modelname="R231", modelpath=str(weights), force_cpu=device == "cpu", tqdm_disable=True)
+    mask = inferer.apply(image)
+    sitk.WriteImage(sitk.GetImageFromArray(mask), str(out_dir / "lungmask.nii.gz"))
+    return {"rc": 0, "seconds": time.perf_counter() - start}
+
+
+def run_worker(python: str, which: str, path: Path, threads: int, device: str, out_dir: Path) -> dict:
+    cmd = [python, __file__, "--worker", which, "--input", str(path), "--threads", str(threads),
+           "--device", device, "--out", str(out_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"{which} failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--slices", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--lungmask-python", default=sys.executable, help="a Python with lungmask installed")
+    ap.add_argument("--skip-lungmask", action="store_true")
+    ap.add_argument("--worker", choices=["ours", "lungmask"], help=argparse.SUPPRESS)
+    ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        import torch
+        torch.set_num_threads(args.threads)
+        result = (worker_ours if args.worker == "ours" else worker_lungmask)(args.input, args.device, args.out)
+        print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}))
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = make_volume(args.slices, Path(tmp) / "bench.nii.gz")
+        for which, python in (("ours", sys.executable), ("lungmask", args.lungmask_python)):
+            if which == "lungmask" and args.skip_lungmask:
+                continue
+            r = run_worker(python, which, path, args.threads, args.device, Path(tmp))
+            rows.append({"pipeline": which, "slices": args.slices, "threads": args.threads, "device": args.device,
+                         "ms_per_slice": 1000 * r["seconds"] / args.slices, **r})
+    machine = f"{platform.machine()}, {args.threads} torch threads"
+    for r in rows:
+        print(f"| {r['pipeline']} | {args.slices} | {machine} | {r['device']} | {r['ms_per_slice']:.0f} | "
+              f"{r['peak_rss_mb']:.0f} |")
+    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
