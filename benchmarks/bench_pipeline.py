@@ -50,14 +50,15 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker_ours(path: Path, device: str, out_dir: Path) -> dict:
+def worker_ours(path: Path, device: str, out_dir: Path, model: str) -> dict:
     from COVIDSegLib.cli import main
     start = time.perf_counter()
-    rc = main(["segment", str(path), "-o", str(out_dir), "--device", device, "--no-overlay", "-q", "--overwrite"])
+    rc = main(["segment", str(path), "-o", str(out_dir), "--device", device, "--model", model,
+               "--no-overlay", "-q", "--overwrite"])
     return {"rc": rc, "seconds": time.perf_counter() - start}
 
 
-def worker_lungmask(path: Path, device: str, out_dir: Path) -> dict:
+def worker_lungmask(path: Path, device: str, out_dir: Path, model: str = "") -> dict:
     import SimpleITK as sitk
     import torch
     from lungmask import LMInferer
@@ -74,13 +75,14 @@ def worker_lungmask(path: Path, device: str, out_dir: Path) -> dict:
     return {"rc": 0, "seconds": time.perf_counter() - start}
 
 
-def run_worker(python: str, which: str, path: Path, threads: int, device: str, out_dir: Path) -> dict:
-    cmd = [python, __file__, "--worker", which, "--input", str(path), "--threads", str(threads),
-           "--device", device, "--out", str(out_dir)]
+def run_worker(python: str, which: str, path: Path, args: argparse.Namespace, out_dir: Path) -> dict:
+    cmd = [python, __file__, "--worker", which, "--input", str(path), "--threads", str(args.threads),
+           "--device", args.device, "--out", str(out_dir), "--model", args.model]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
+    result = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
+    if result.get("rc") != 0:
         raise SystemExit(f"{which} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main(argv=None) -> int:
@@ -90,6 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--lungmask-python", default=sys.executable, help="a Python with lungmask installed")
     ap.add_argument("--skip-lungmask", action="store_true")
+    ap.add_argument("--model", default="covidseg_multiclass", help="our model bundle")
     ap.add_argument("--worker", choices=["ours", "lungmask"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -97,7 +100,7 @@ def main(argv=None) -> int:
     if args.worker:
         import torch
         torch.set_num_threads(args.threads)
-        result = (worker_ours if args.worker == "ours" else worker_lungmask)(args.input, args.device, args.out)
+        result = (worker_ours if args.worker == "ours" else worker_lungmask)(args.input, args.device, args.out, args.model)
         print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}))
         return 0
     rows = []
@@ -106,7 +109,7 @@ def main(argv=None) -> int:
         for which, python in (("ours", sys.executable), ("lungmask", args.lungmask_python)):
             if which == "lungmask" and args.skip_lungmask:
                 continue
-            r = run_worker(python, which, path, args.threads, args.device, Path(tmp))
+            r = run_worker(python, which, path, args, Path(tmp))
             rows.append({"pipeline": which, "slices": args.slices, "threads": args.threads, "device": args.device,
                          "ms_per_slice": 1000 * r["seconds"] / args.slices, **r})
     machine = f"{platform.machine()}, {args.threads} torch threads"
