@@ -104,7 +104,10 @@ def run_train(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(message, refresh=True)
             card, cv = run_training(cfg, opts, progress)
     if cv:
-        print(format_table({f"infection_{k}": v for k, v in cv["metrics"].items()}, ["infection"]))
+        names = [n for n in TASK_CLASS_NAMES[cfg.task].values() if n != "infection"]
+        per_class = tuple(f"{n}_" for n in names)
+        table = {(k if k.startswith(per_class) else f"infection_{k}"): v for k, v in cv["metrics"].items()}
+        print(format_table(table, ["infection"] + names))
     print(f"model bundle: {card}")
     return 0
 
