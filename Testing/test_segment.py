@@ -95,7 +95,7 @@ def test_cli_segment_outputs_and_resume(capsys, tmp_path):
     seg, names = read_seg_nrrd(tmp_path / f"{stem}.seg.nrrd")
     np.testing.assert_array_equal(seg.array, labels.array)
     assert "region,measure,value" in (tmp_path / f"{stem}.report.csv").read_text()
-    html = (tmp_path / f"{stem}.report.html").read_text()
+    html = (tmp_path / f"{stem}.report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and report["grade"] in html
     assert_valid_png(tmp_path / f"{stem}.overlay.png")
     assert digest(CT) == before
