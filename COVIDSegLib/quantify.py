@@ -6,7 +6,8 @@ Definitions (all volumes from the voxel count times the voxel volume, in mL):
   voxels (3, 4) on that side of the thorax midline: the sagittal plane halfway between the
   outermost right-lung and outermost left-lung voxels (patient coordinates, so any array
   orientation works). A whole consolidated lobe, which has no lung label left in its slices,
-  still counts for its own side. With only one lung labelled, all infection goes to it.
+  still counts for its own side. With only one lung labelled, the medial edge of that lung is
+  the boundary (a wholly infected lung keeps its side); with none, the infection's own centre.
 * **Involvement** (%) = infection (3 + 4) volume / lung volume x 100, per lung and for both.
 * **Zones**: each lung is cut into upper, middle and lower thirds of its own cranio-caudal
   extent (the physical superior-inferior position of its slices, whatever the array order);
@@ -103,12 +104,14 @@ def side_of_each_voxel(labels: Volume) -> np.ndarray:
     if not infection.any():
         return side
     left, right = arr == L.LEFT_LUNG, arr == L.RIGHT_LUNG
+    x = np.broadcast_to(_lps_x(labels), arr.shape)
     if left.any() and right.any():
-        x = np.broadcast_to(_lps_x(labels), arr.shape)
         midline = (x[left].max() + x[right].min()) / 2.0
-        side[infection] = np.where(x[infection] > midline, L.LEFT_LUNG, L.RIGHT_LUNG)
-    elif left.any() or right.any():
-        side[infection] = L.LEFT_LUNG if left.any() else L.RIGHT_LUNG
+    elif left.any() or right.any():  # one lung wholly infected or missing: the other's medial edge
+        midline = x[left].min() if left.any() else x[right].max()
+    else:
+        midline = (x[infection].min() + x[infection].max()) / 2.0
+    side[infection] = np.where(x[infection] > midline, L.LEFT_LUNG, L.RIGHT_LUNG)
     return side
 
 
