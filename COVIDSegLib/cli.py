@@ -18,6 +18,7 @@ from .quantify import quantify
 from .report import write_csv, write_html, write_json
 from .errors import Cancelled, CovidSegError, InputError
 from .intensity import parse_calibration, to_hu
+from .labels import names_for
 from .io import read_volume, stem_of, write_labels, write_seg_nrrd
 from .lungs import segment_lungs
 from .overlay import save_overlay
@@ -114,15 +115,17 @@ def segment_one(path: str, args: argparse.Namespace) -> List[Path]:
     with tqdm(total=3, desc=stem, unit="step", leave=False, disable=not show, file=sys.stderr) as bar:
         result = args.segmenter.segment(volume, progress=_tqdm_progress(bar))
     report = quantify(result.labels)
+    names = names_for(args.segmenter.bundle.card["task"])
     meta = {"input": str(path), "model": args.segmenter.bundle.name, "model_sha256": args.segmenter.bundle.card["sha256"],
             "device": result.device, "slices_segmented": result.slices_run, "seconds": round(time.time() - start, 2),
             "covidseg": __version__, "spacing_mm": list(volume.spacing), "shape_zyx": list(volume.shape)}
     written = [write_json({**meta, **report.to_dict()}, out_dir / f"{stem}.report.json"),
                write_csv(report, out_dir / f"{stem}.report.csv"),
-               write_seg_nrrd(result.labels, out_dir / f"{stem}.seg.nrrd")]
+               write_seg_nrrd(result.labels, out_dir / f"{stem}.seg.nrrd", names=names)]
     overlay = None
     if not args.no_overlay:
-        overlay = save_overlay(to_hu(volume, args.intensity), result.labels, out_dir / f"{stem}.overlay.png", title=stem)
+        overlay = save_overlay(to_hu(volume, args.intensity), result.labels, out_dir / f"{stem}.overlay.png",
+                               title=stem, names=names)
         written.append(overlay)
     written.append(write_html(report, out_dir / f"{stem}.report.html", f"COVIDSeg report: {stem}", meta, overlay))
     written.append(write_labels(result.labels, labels_path))

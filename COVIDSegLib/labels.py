@@ -20,3 +20,8 @@ COLORS = {
     GGO: (1.00, 0.85, 0.20),
     CONSOLIDATION: (0.90, 0.20, 0.15),
 }
+
+
+def names_for(task: str) -> dict:
+    """Segment names of a label map made by a model of ``task``: a binary model's 3 is "Infection"."""
+    return {**NAMES, GGO: "Infection"} if task == "binary" else dict(NAMES)

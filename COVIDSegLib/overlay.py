@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -26,7 +26,8 @@ def pick_slices(labels: np.ndarray, count: int) -> Sequence[int]:
     return sorted(set(int(z) for z in picks))
 
 
-def save_overlay(image_hu: Volume, labels: Volume, path: Path, count: int = 9, title: str = "") -> Path:
+def save_overlay(image_hu: Volume, labels: Volume, path: Path, count: int = 9, title: str = "",
+                 names: Mapping[int, str] = NAMES) -> Path:
     """Montage of axial slices (lung window) with one contour colour per label value."""
     img = to_lps(image_hu.array, image_hu)
     lab = to_lps(labels.array, labels)
@@ -45,7 +46,7 @@ def save_overlay(image_hu: Volume, labels: Volume, path: Path, count: int = 9, t
         ax.text(0.01, 0.5, "R", color="w", transform=ax.transAxes, fontsize=9)
         ax.text(0.97, 0.5, "L", color="w", transform=ax.transAxes, fontsize=9)
     present = [v for v in COLORS if (lab == v).any()]
-    handles = [plt.Line2D([], [], color=COLORS[v], label=NAMES[v]) for v in present]
+    handles = [plt.Line2D([], [], color=COLORS[v], label=names[v]) for v in present]
     if handles:
         fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=9, frameon=False)
     fig.suptitle(title, fontsize=10)

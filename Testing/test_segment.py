@@ -146,3 +146,10 @@ def test_multitask_head_skips_slices_it_calls_empty(tmp_path):
         result = Segmenter(bundle, InferenceOptions(device="cpu", empty_threshold=0.5)).segment(volume)
         found[bias] = int(np.isin(result.labels.array, (3, 4)).sum())
     assert found[10.0] > 0 and found[-10.0] == 0
+
+
+def test_binary_model_names_label_3_infection(capsys, tmp_path):
+    rc, _, err = run(capsys, "segment", SLICE, "-o", tmp_path, "--model", MODEL, "-q")
+    assert rc == 0, err
+    _, names = read_seg_nrrd(tmp_path / "medseg_0000.seg.nrrd")
+    assert names[3] == "Infection" and names[1] == "Left lung"
