@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from . import morphology as morph
 from .intensity import to_hu
 from .labels import BACKGROUND, LEFT_LUNG, RIGHT_LUNG
+from .preprocess import resample_inplane, restore_inplane
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .volume import Volume
 
@@ -33,6 +34,7 @@ class LungParams:
     smoothing_mm: float = 2.0
     table_opening_mm: float = 3.0  # opening that detaches the CT table from the body
     close_bites: bool = True
+    working_pixel_mm: float = 1.25  # finer in-plane grids are segmented at this pixel size (speed); 0 = never
 
 
 def physical_axes(volume: Volume) -> np.ndarray:
@@ -47,8 +49,24 @@ def segment_lungs(
     progress: ProgressCallback = no_progress,
     cancel: Optional[CancelToken] = None,
 ) -> Volume:
-    """Label map (uint8; 1 = left lung, 2 = right lung) in the input's exact geometry."""
-    hu = to_hu(volume, calibration).array
+    """Label map (uint8; 1 = left lung, 2 = right lung) in the input's exact geometry.
+
+    Grids finer than ``params.working_pixel_mm`` in-plane are segmented on a resampled grid of
+    that pixel size and the labels mapped back (nearest neighbour): about 4x fewer pixels for
+    typical 0.6-0.8 mm CT, with contours within a working pixel.
+    """
+    hu_volume = to_hu(volume, calibration)
+    fine = params.working_pixel_mm > 0 and min(volume.spacing[:2]) < 0.9 * params.working_pixel_mm
+    if not fine:
+        return volume.with_array(_segment_grid(hu_volume, params, progress, cancel))
+    coarse, info = resample_inplane(hu_volume, params.working_pixel_mm, "linear")
+    labels = coarse.with_array(_segment_grid(coarse, params, progress, cancel))
+    return volume.with_array(restore_inplane(labels, info, nearest=True).array)
+
+
+def _segment_grid(volume: Volume, params: LungParams, progress: ProgressCallback,
+                  cancel: Optional[CancelToken]) -> np.ndarray:
+    hu = volume.array
     steps = 6
     progress(0, steps, "body")
     body = body_mask(hu, volume, params)
@@ -70,7 +88,7 @@ def segment_lungs(
         labels[lung & (labels == BACKGROUND)] = side
         check(cancel)
     progress(steps, steps, "done")
-    return volume.with_array(labels)
+    return labels
 
 
 def body_mask(hu: np.ndarray, volume: Volume, params: LungParams = LungParams()) -> np.ndarray:
