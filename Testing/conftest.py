@@ -12,3 +12,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is not available")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread: tiny models gain nothing from more, and on a loaded CI machine extra
+    threads make each step orders of magnitude slower. Use with ``pytest.mark.usefixtures``."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -31,13 +31,7 @@ ARCHITECTURES = ["cbam_pspnet", "resnet18_unet", "resnet34_scse_mt", "tv_unet", 
 NAME = "tiny_test_bundle"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a loaded machine more make tiny models orders of magnitude slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 CV = {"k": 5, "metrics": {"dice": {"mean": 0.61, "sd": 0.2, "n": 52, "n_missing": 0}}}

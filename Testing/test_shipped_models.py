@@ -18,12 +18,7 @@ SHIPPED = {"covidseg_binary": "binary", "covidseg_multiclass": "multiclass"}
 MAX_BYTES = 30 * 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))

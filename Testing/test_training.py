@@ -31,14 +31,7 @@ NO_AUG = {"flip": 0.0, "rotate_deg": 0.0, "scale": [1.0, 1.0], "translate": 0.0,
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: tiny models gain nothing from more, and on a loaded CI machine extra
-    threads make each step orders of magnitude slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @lru_cache(maxsize=None)
