@@ -23,7 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import CovidSegError
-from .io import atomic_path
+from .io import atomic_path, write_json
 from .models.registry import build_model, count_parameters
 
 FORMAT = "covidseg-model/1"
@@ -64,10 +64,7 @@ def save_bundle(model: torch.nn.Module, card: dict, out_dir: Path, name: str) ->
         os.chmod(tmp, 0o644)  # safetensors creates it private; a model is meant to be shared
     card = {"format": FORMAT, "name": name, **card, "weights": weights.name, "sha256": sha256_file(weights)}
     card["architecture"] = {**card["architecture"], "parameters": count_parameters(model)}
-    card_path = out_dir / f"{name}.json"
-    with atomic_path(card_path) as tmp:
-        Path(tmp).write_text(json.dumps(card, indent=1) + "\n")
-    return card_path
+    return write_json(card, out_dir / f"{name}.json")
 
 
 def read_card(card_path: Path) -> dict:

@@ -15,11 +15,11 @@ from .cli_models import add_commands as add_model_commands
 from .inference import InferenceOptions, Segmenter
 from .predict2d import pick_device
 from .quantify import quantify
-from .report import write_csv, write_html, write_json
+from .report import write_csv, write_html
 from .errors import Cancelled, CovidSegError, InputError
 from .intensity import parse_calibration, to_hu
 from .labels import names_for
-from .io import read_volume, stem_of, write_labels, write_seg_nrrd
+from .io import read_volume, stem_of, write_json, write_labels, write_seg_nrrd
 from .lungs import segment_lungs
 from .overlay import save_overlay
 from .validate import check_volume

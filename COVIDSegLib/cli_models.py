@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -16,7 +15,7 @@ from .crossval import score_model
 from .datasets import TASK_CLASS_NAMES, filter_quality, load_dataset
 from .errors import CovidSegError
 from .evaluate import ENCODINGS, evaluate_files, format_table, pair_files
-from .io import atomic_path
+from .io import write_csv_rows, write_json
 from .metrics import summarise
 from .predict2d import pick_device
 from .slice_prep import InputSpec
@@ -148,14 +147,9 @@ def _evaluate_model(args: argparse.Namespace):
 
 def _write_report(rows: List[dict], summary: dict, path: Path) -> None:
     if path.suffix == ".json":
-        with atomic_path(path) as tmp:
-            Path(tmp).write_text(json.dumps({"cases": rows, "summary": summary}, indent=1))
-        return
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(rows)
+        write_json({"cases": rows, "summary": summary}, path)
+    else:
+        write_csv_rows(rows, path)
 
 
 def run_models(args: argparse.Namespace) -> int:

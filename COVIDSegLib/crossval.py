@@ -6,8 +6,6 @@ the last model on its held-out slices at full size (``predict2d.score_slice``).
 """
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -16,7 +14,7 @@ import torch
 
 from .datasets import Sample
 from .errors import CovidSegError
-from .io import atomic_path
+from .io import write_csv_rows, write_json
 from .metrics import summarise
 from .predict2d import forward_probabilities, full_size, score_slice
 from .progress import CancelToken, ProgressCallback, no_progress
@@ -67,9 +65,8 @@ def cross_validate(cfg: TrainConfig, samples: Sequence[Sample], out_dir: Path, k
             torch.cuda.empty_cache()
     summary = {"k": k, "n_slices": len(samples), "epochs": epochs_run, "config": cfg.to_dict(),
                "metrics": summarise([{m: v for m, v in r.items() if m not in ("fold", "id")} for r in rows])}
-    _write_rows(rows, out_dir / "cv_slices.csv")
-    with atomic_path(out_dir / "cv_summary.json") as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=1))
+    write_csv_rows(rows, out_dir / "cv_slices.csv")
+    write_json(summary, out_dir / "cv_summary.json")
     return summary
 
 
@@ -77,11 +74,3 @@ def _fold_progress(progress: ProgressCallback, fold: int, k: int) -> ProgressCal
     def report(done: int, total: int, message: str) -> None:
         progress(fold * total + done, k * total, f"fold {fold + 1}/{k} {message}")
     return report
-
-
-def _write_rows(rows: List[Dict], path: Path) -> None:
-    keys = list(dict.fromkeys(key for r in rows for key in r))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(rows)

@@ -11,7 +11,6 @@ top, patient's right on the image left) with a class-index target for one task:
 """
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,9 +21,8 @@ import numpy as np
 from . import labels
 from .errors import CovidSegError, InputError
 from .intensity import to_medseg8
-from .io import read_volume
+from .io import read_volume, write_json
 from .orientation import orient_lps
-from .volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -185,5 +183,4 @@ def filter_quality(samples: Sequence[Sample], n_classes: int) -> Tuple[List[Samp
 
 
 def write_quality_log(dropped: Sequence[Tuple[str, str]], kept: int, path: Path) -> None:
-    Path(path).write_text(json.dumps({"kept": kept, "dropped": [{"id": i, "reason": r} for i, r in dropped]},
-                                     indent=1))
+    write_json({"kept": kept, "dropped": [{"id": i, "reason": r} for i, r in dropped]}, path)

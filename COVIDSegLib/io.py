@@ -8,7 +8,9 @@ Every writer writes to a temporary name in the target folder and renames (``atom
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
+import json
 import os
 import secrets
 import zlib
@@ -289,6 +291,23 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def write_json(data, path: PathLike) -> Path:
+    """``data`` as indented JSON, written atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(data, indent=1) + "\n")
+    return Path(path)
+
+
+def write_csv_rows(rows: List[Mapping], path: PathLike, fields: Optional[List[str]] = None) -> Path:
+    """Rows of dicts as CSV (columns: ``fields`` or every key in first-seen order), atomically."""
+    keys = fields or list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)
 
 
 def _label_image(labels: Volume) -> sitk.Image:

@@ -2,30 +2,18 @@
 from __future__ import annotations
 
 import base64
-import csv
 import html
-import json
 from pathlib import Path
 from typing import Optional
 
-from .io import atomic_path
+from .io import atomic_path, write_csv_rows
 from .quantify import ZONES, Report, report_rows
 
 DISCLAIMER = "Research software, not a medical device: a radiologist must review every result."
 
 
-def write_json(data: dict, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(data, indent=1) + "\n")
-    return path
-
-
 def write_csv(report: Report, path: Path) -> Path:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, ["region", "measure", "value"])
-        writer.writeheader()
-        writer.writerows(report_rows(report))
-    return path
+    return write_csv_rows(report_rows(report), path, ["region", "measure", "value"])
 
 
 def _row(cells, tag: str = "td") -> str:

@@ -6,7 +6,6 @@ Files in ``out_dir``: ``checkpoint.pt`` (weights-only torch file, resumable), ``
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -20,7 +19,7 @@ from safetensors.torch import save_file
 from .augment import AugmentConfig, augment
 from .datasets import TASK_LABELS, check_task
 from .errors import CovidSegError
-from .io import atomic_path
+from .io import atomic_path, write_csv_rows, write_json
 from .losses import build_loss, multitask_loss
 from .models.registry import build_model
 from .predict2d import pick_device
@@ -258,13 +257,8 @@ def _describe(row: Dict[str, float]) -> str:
 
 
 def write_history(history: List[Dict[str, float]], out: Path) -> None:
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    with atomic_path(out / "metrics.csv") as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, keys)
-        writer.writeheader()
-        writer.writerows(history)
-    with atomic_path(out / "metrics.json") as tmp:
-        Path(tmp).write_text(json.dumps(history, indent=1))
+    write_csv_rows(history, out / "metrics.csv")
+    write_json(history, out / "metrics.json")
 
 
 def plot_curves(history: List[Dict[str, float]], path: Path) -> None:
