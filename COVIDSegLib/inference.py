@@ -21,7 +21,7 @@ from .bundle import ModelBundle
 from .intensity import to_medseg8
 from .lungs import segment_lungs
 from .orientation import from_lps, lps_spacing_zyx, to_lps
-from .predict2d import pick_device
+from .predict2d import batch_probabilities, join_batches, pick_device
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .slice_prep import InputSpec, prepare, restore
 from .volume import Volume
@@ -64,30 +64,14 @@ class Segmenter:
 
     # ------------------------------------------------------------------ model
     def _forward(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Softmax (N, C, S, S) and the multi-task head's probability (or None) on the current device."""
-        x = x.to(self.device, memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                             enabled=self.device.type == "cuda"):
-            if getattr(self.model, "multitask", False):
-                seg, logit = self.model.forward_multitask(x)
-                head = torch.sigmoid(logit.float().reshape(-1)).cpu().numpy()
-            else:
-                seg, head = self.model(x), None
-            prob = torch.softmax(seg.float(), dim=1)
-            if self.options.tta_flip:
-                flipped = self.model(x.flip(-1))
-                prob = (prob + torch.softmax(flipped.float(), dim=1).flip(-1)) / 2
-        return prob.cpu().numpy(), head
+        return batch_probabilities(self.model, x, self.device, self.options.tta_flip)
 
     def _forward_safely(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """On CUDA out-of-memory: halve the batch, then fall back to the CPU with a warning."""
         while True:
             try:
-                if len(x) <= self.batch_size:
-                    return self._forward(x)
-                parts = [self._forward(x[i:i + self.batch_size]) for i in range(0, len(x), self.batch_size)]
-                heads = [h for _, h in parts if h is not None]
-                return np.concatenate([p for p, _ in parts]), (np.concatenate(heads) if heads else None)
+                return join_batches([self._forward(x[i:i + self.batch_size])
+                                     for i in range(0, len(x), self.batch_size)])
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
                 if self.batch_size > 1:

@@ -18,24 +18,36 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-@torch.no_grad()
+def batch_probabilities(model: nn.Module, x: torch.Tensor, device: torch.device,
+                        tta_flip: bool = False) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """One batch (N, 1, S, S) -> softmax maps (N, C, S, S) and the multi-task head's
+    "slice contains infection" probability (N,), or None for single-task models.
+    Channels-last input, bf16 autocast on CUDA; ``tta_flip`` averages with the mirrored image."""
+    x = x.to(device, memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        if getattr(model, "multitask", False):
+            seg, logit = model.forward_multitask(x)
+            head = torch.sigmoid(logit.float().reshape(-1)).cpu().numpy()
+        else:
+            seg, head = model(x), None
+        prob = torch.softmax(seg.float(), dim=1)
+        if tta_flip:
+            prob = (prob + torch.softmax(model(x.flip(-1)).float(), dim=1).flip(-1)) / 2
+    return prob.cpu().numpy(), head
+
+
 def forward_probabilities(model: nn.Module, images: torch.Tensor, device: torch.device,
                           batch_size: int = 8) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """Softmax maps (N, C, S, S) of (N, 1, S, S) inputs, plus the multi-task head's
-    "slice contains infection" probability (N,) when the model has one (else None)."""
+    """``batch_probabilities`` over all ``images`` in batches of ``batch_size``."""
     model.eval()
-    probs, cls = [], []
-    multitask = bool(getattr(model, "multitask", False))
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
-            if multitask:
-                seg, logit = model.forward_multitask(x)
-                cls.append(torch.sigmoid(logit.float().reshape(-1)).cpu().numpy())
-            else:
-                seg = model(x)
-        probs.append(torch.softmax(seg.float(), dim=1).cpu().numpy())
-    return np.concatenate(probs), (np.concatenate(cls) if multitask else None)
+    return join_batches([batch_probabilities(model, images[i:i + batch_size], device)
+                         for i in range(0, len(images), batch_size)])
+
+
+def join_batches(parts: List[Tuple[np.ndarray, Optional[np.ndarray]]]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Concatenate (probabilities, head) pairs of consecutive batches."""
+    heads = [h for _, h in parts if h is not None]
+    return np.concatenate([p for p, _ in parts]), (np.concatenate(heads) if heads else None)
 
 
 def full_size(probs: np.ndarray, geometries: Sequence[SliceGeometry]) -> List[np.ndarray]:
