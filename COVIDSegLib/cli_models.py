@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .bundle import list_bundles, load_bundle
 from .crossval import score_model
-from .datasets import TASK_CLASS_NAMES, filter_quality, load_dataset
+from .datasets import class_keyed, load_filtered, table_classes
 from .errors import CovidSegError
 from .evaluate import ENCODINGS, evaluate_files, format_table, pair_files
 from .io import write_csv_rows, write_json
@@ -103,10 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
                 bar.set_postfix_str(message, refresh=True)
             card, cv = run_training(cfg, opts, progress)
     if cv:
-        names = [n for n in TASK_CLASS_NAMES[cfg.task].values() if n != "infection"]
-        per_class = tuple(f"{n}_" for n in names)
-        table = {(k if k.startswith(per_class) else f"infection_{k}"): v for k, v in cv["metrics"].items()}
-        print(format_table(table, ["infection"] + names))
+        print(format_table(class_keyed(cv["metrics"], cfg.task), table_classes(cfg.task)))
     print(f"model bundle: {card}")
     return 0
 
@@ -135,14 +132,12 @@ def _evaluate_model(args: argparse.Namespace):
     device = pick_device(args.device)
     bundle = load_bundle(args.model, device)
     task = bundle.card["task"]
-    samples, dropped = filter_quality(load_dataset(args.data, task), len(TASK_CLASS_NAMES[task]) + 1)
+    samples, _ = load_filtered(args.data, task)
     spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
-    rows = score_model(bundle.model, samples, spec, task, device)
-    per_class = tuple(f"{n}_" for n in TASK_CLASS_NAMES[task].values())
-    rows = [{"case": r.pop("id"), **{(k if k.startswith(per_class) else f"infection_{k}"): v
-                                     for k, v in r.items()}} for r in rows]
+    rows = [{"case": r.pop("id"), **class_keyed(r, task)}
+            for r in score_model(bundle.model, samples, spec, task, device)]
     summary = summarise([{k: v for k, v in r.items() if k != "case"} for r in rows])
-    return rows, summary, ["infection"] + [n for n in TASK_CLASS_NAMES[task].values() if n != "infection"]
+    return rows, summary, table_classes(task)
 
 
 def _write_report(rows: List[dict], summary: dict, path: Path) -> None:

@@ -48,6 +48,23 @@ class Sample:
     meta: dict = field(default_factory=dict)
 
 
+def n_classes(task: str) -> int:
+    """Network outputs of a task: background plus its classes."""
+    return len(TASK_LABELS[check_task(task)]) + 1
+
+
+def class_keyed(metrics: dict, task: str) -> dict:
+    """Metric keys of ``predict2d.score_slice`` with the unprefixed (infection) ones prefixed
+    "infection_", as ``evaluate.format_table`` expects; class-prefixed keys stay."""
+    per_class = tuple(f"{name}_" for name in TASK_CLASS_NAMES[task].values())
+    return {(k if k.startswith(per_class) else f"infection_{k}"): v for k, v in metrics.items()}
+
+
+def table_classes(task: str) -> List[str]:
+    """Rows of a metric table: infection, then the task's own classes."""
+    return ["infection"] + [n for n in TASK_CLASS_NAMES[task].values() if n != "infection"]
+
+
 def check_task(task: str) -> str:
     if task not in TASK_LABELS:
         raise CovidSegError(f"unknown task {task!r}; choose {' or '.join(TASK_LABELS)}")
@@ -180,6 +197,11 @@ def filter_quality(samples: Sequence[Sample], n_classes: int) -> Tuple[List[Samp
             log.warning("dropped %s: %s", s.id, reason)
             dropped.append((s.id, reason))
     return kept, dropped
+
+
+def load_filtered(root: Path, task: str = "binary") -> Tuple[List[Sample], List[Tuple[str, str]]]:
+    """``load_dataset`` then ``filter_quality``: (kept samples, [(id, reason)] dropped)."""
+    return filter_quality(load_dataset(root, task), n_classes(task))
 
 
 def write_quality_log(dropped: Sequence[Tuple[str, str]], kept: int, path: Path) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from . import labels
 from .crossval import cross_validate
-from .datasets import TASK_CLASS_NAMES, TASK_LABELS, Sample, filter_quality, load_dataset, write_quality_log
+from .datasets import TASK_CLASS_NAMES, TASK_LABELS, Sample, load_filtered, write_quality_log
 from .bundle import save_bundle
 from .errors import CovidSegError
 from .intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU
@@ -34,8 +34,7 @@ class RunOptions:
 
 
 def load_clean(data: Path, task: str, out_dir: Path) -> Tuple[List[Sample], list]:
-    samples = load_dataset(data, task)
-    kept, dropped = filter_quality(samples, len(TASK_LABELS[task]) + 1)
+    kept, dropped = load_filtered(data, task)
     write_quality_log(dropped, len(kept), Path(out_dir) / "quality.json")
     return kept, dropped
 

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 
 from .augment import AugmentConfig, augment
-from .datasets import TASK_LABELS, check_task
+from .datasets import check_task, n_classes
 from .errors import CovidSegError
 from .io import atomic_path, write_csv_rows, write_json
 from .losses import build_loss, multitask_loss
@@ -59,7 +59,7 @@ class TrainConfig:
 
     @property
     def n_classes(self) -> int:
-        return len(TASK_LABELS[self.task]) + 1
+        return n_classes(self.task)
 
     def model_config(self) -> dict:
         return {**self.model, "in_channels": 1, "out_channels": self.n_classes}
