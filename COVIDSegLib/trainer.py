@@ -93,15 +93,22 @@ def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda epoch: 1.0)
 
 
-def _loss_fn(model, cfg: TrainConfig):
-    seg_loss = build_loss({"tv_weight": getattr(model, "default_tv_weight", 0.0), **cfg.loss})
+def _outputs_fn(model):
+    """``outputs(x) -> (segmentation logits, classification logit or None)``."""
     if getattr(model, "multitask", False):
-        def loss(x, y):
-            seg, cls = model.forward_multitask(x)
-            return multitask_loss(seg, cls, y, seg_loss=seg_loss, **cfg.multitask)
-    else:
-        def loss(x, y):
-            return seg_loss(model(x), y)
+        return model.forward_multitask
+    return lambda x: (model(x), None)
+
+
+def _loss_of_outputs(model, cfg: TrainConfig):
+    """``loss((seg, cls), target)``: the segmentation loss, plus the head's for multi-task models."""
+    seg_loss = build_loss({"tv_weight": getattr(model, "default_tv_weight", 0.0), **cfg.loss})
+
+    def loss(outputs, y):
+        seg, cls = outputs
+        if cls is None:
+            return seg_loss(seg, y)
+        return multitask_loss(seg, cls, y, seg_loss=seg_loss, **cfg.multitask)
     return loss
 
 
@@ -113,16 +120,17 @@ def _dice_per_image(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model, data: PreparedSet, loss_fn, device, batch_size: int) -> Dict[str, float]:
-    """Loss and mean infection Dice at the network's input size (fast; CV scores full size)."""
-    model.eval()
+def validate(outputs_fn, loss_of, data: PreparedSet, device, batch_size: int) -> Dict[str, float]:
+    """Loss and mean infection Dice at the network's input size (fast; CV scores full size);
+    one forward pass per batch serves both."""
     losses, dices = [], []
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)))
         x, y = data.batch(idx)
         x, y = x.to(device), y.to(device)
-        losses.append(float(loss_fn(x, y)) * len(idx))
-        dices.append(_dice_per_image(model(x).argmax(1), y).cpu())
+        outputs = outputs_fn(x)
+        losses.append(float(loss_of(outputs, y)) * len(idx))
+        dices.append(_dice_per_image(outputs[0].argmax(1), y).cpu())
     return {"val_loss": sum(losses) / len(data), "val_dice": float(torch.cat(dices).mean())}
 
 
@@ -142,7 +150,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.aug = AugmentConfig.from_dict(cfg.augment)
-        self.loss_fn = _loss_fn(self.model, cfg)
+        self.outputs_fn = _outputs_fn(self.model)
+        self.loss_of = _loss_of_outputs(self.model, cfg)
+        self.loss_fn = lambda x, y: self.loss_of(self.outputs_fn(x), y)
         self.history: List[Dict[str, float]] = []
         self.best = (-math.inf, 0)  # (val Dice, epoch)
         self.steps = 0
@@ -215,7 +225,8 @@ class Trainer:
             row = {"epoch": epoch, "lr": self.opt.param_groups[0]["lr"], "train_loss": self._train_epoch(train)}
             self.sched.step()
             if val is not None and len(val):
-                row.update(validate(self.model, val, self.loss_fn, self.device, self.cfg.batch_size))
+                self.model.eval()
+                row.update(validate(self.outputs_fn, self.loss_of, val, self.device, self.cfg.batch_size))
             self.history.append(row)
             score = row.get("val_dice", math.nan) if select_best else math.nan
             score = float(epoch) - 1e6 if math.isnan(score) else score  # no selection: the last epoch wins
