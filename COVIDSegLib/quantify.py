@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Tuple
 
 import numpy as np
-import SimpleITK as sitk
 
 from . import labels as L
 from .volume import Volume
@@ -86,14 +85,15 @@ class Report:
         return asdict(self)
 
 
-def _lps_x(volume: Volume) -> np.ndarray:
-    """Patient x (mm, LPS: increasing towards the patient's left) of every voxel, (z, y, x) broadcastable."""
+def _lps_coordinate(volume: Volume, axis: int) -> np.ndarray:
+    """Patient coordinate ``axis`` (0 x: towards the patient's left, 2 z: superior; mm, LPS) of
+    every voxel, as an array broadcastable to the volume's (z, y, x) shape."""
     d = volume.direction_matrix
-    axes = [np.arange(n, dtype=np.float64) * sp for n, sp in zip(volume.shape[::-1], volume.spacing)]
-    x = float(volume.origin[0])
+    steps = [np.arange(n, dtype=np.float64) * sp for n, sp in zip(volume.shape[::-1], volume.spacing)]
+    out = float(volume.origin[axis])
     for j, shape in enumerate(((1, 1, -1), (1, -1, 1), (-1, 1, 1))):  # index axes x, y, z
-        x = x + d[0, j] * axes[j].reshape(shape)
-    return x
+        out = out + d[axis, j] * steps[j].reshape(shape)
+    return out
 
 
 def side_of_each_voxel(labels: Volume) -> np.ndarray:
@@ -104,7 +104,7 @@ def side_of_each_voxel(labels: Volume) -> np.ndarray:
     if not infection.any():
         return side
     left, right = arr == L.LEFT_LUNG, arr == L.RIGHT_LUNG
-    x = np.broadcast_to(_lps_x(labels), arr.shape)
+    x = np.broadcast_to(_lps_coordinate(labels, 0), arr.shape)
     if left.any() and right.any():
         midline = (x[left].max() + x[right].min()) / 2.0
     elif left.any() or right.any():  # one lung wholly infected or missing: the other's medial edge
@@ -113,13 +113,6 @@ def side_of_each_voxel(labels: Volume) -> np.ndarray:
         midline = (x[infection].min() + x[infection].max()) / 2.0
     side[infection] = np.where(x[infection] > midline, L.LEFT_LUNG, L.RIGHT_LUNG)
     return side
-
-
-def _superior_position(volume: Volume) -> np.ndarray:
-    """Physical S coordinate (mm, LPS z) of every slice index."""
-    image = volume.copy_geometry_to(sitk.Image([1, 1, 1], sitk.sitkUInt8))
-    return np.array([image.TransformContinuousIndexToPhysicalPoint((0.0, 0.0, float(k)))[2]
-                     for k in range(volume.shape[0])])
 
 
 def _zones(in_lung: np.ndarray, infection: np.ndarray, height: np.ndarray, voxel_ml: float) -> Dict[str, Dict]:
@@ -148,7 +141,7 @@ def quantify(labels: Volume) -> Report:
     arr = np.asarray(labels.array)
     voxel_ml = labels.voxel_volume_ml
     side = side_of_each_voxel(labels)
-    height = _superior_position(labels)
+    height = np.broadcast_to(_lps_coordinate(labels, 2), arr.shape)[:, 0, 0]  # per slice, at its first voxel
     ggo, cons = arr == L.GGO, arr == L.CONSOLIDATION
     lungs: Dict[str, LungFigures] = {}
     for name, value in SIDES.items():
