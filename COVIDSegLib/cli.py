@@ -5,7 +5,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from tqdm import tqdm
 
@@ -23,7 +23,7 @@ from .io import read_volume, stem_of, write_json, write_labels, write_seg_nrrd
 from .lungs import segment_lungs
 from .overlay import save_overlay
 from .validate import check_volume
-from .volume import HU, MEDSEG8
+from .volume import HU, MEDSEG8, Volume
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -81,15 +81,23 @@ def _tqdm_progress(bar: Optional[tqdm]) -> Callable[[int, int, str], None]:
     return progress
 
 
+def _pending(path: str, args: argparse.Namespace) -> Optional[Tuple[str, Path, Volume]]:
+    """(stem, labels path, checked volume) of an input still to do; None when its labels exist
+    (written last, they mark it done) and ``--overwrite`` is not given."""
+    stem = stem_of(path)
+    labels_path = args.output / f"{stem}.labels.nii.gz"
+    if labels_path.exists() and not args.overwrite:
+        return None
+    return stem, labels_path, check_volume(read_volume(path, slice_space=HU if args.slice_space == "hu" else MEDSEG8))
+
+
 def lungs_one(path: str, args: argparse.Namespace) -> List[Path]:
     """Segment the lungs of one input; returns the written files."""
-    out_dir: Path = args.output
-    stem = stem_of(path)
-    labels_path = out_dir / f"{stem}.labels.nii.gz"
-    overlay_path = out_dir / f"{stem}.overlay.png"
-    if labels_path.exists() and not args.overwrite:
+    pending = _pending(path, args)
+    if pending is None:
         return []
-    volume = check_volume(read_volume(path, slice_space=HU if args.slice_space == "hu" else MEDSEG8))
+    stem, labels_path, volume = pending
+    overlay_path = args.output / f"{stem}.overlay.png"
     show = not args.quiet and volume.shape[0] > 1
     with tqdm(total=1, desc=stem, unit="step", leave=False, disable=not show, file=sys.stderr) as bar:
         labels = segment_lungs(volume, calibration=args.intensity, progress=_tqdm_progress(bar))
@@ -104,12 +112,11 @@ def lungs_one(path: str, args: argparse.Namespace) -> List[Path]:
 
 def segment_one(path: str, args: argparse.Namespace) -> List[Path]:
     """Segment one input with ``args.segmenter``; writes labels last (its presence = done)."""
-    out_dir: Path = args.output
-    stem = stem_of(path)
-    labels_path = out_dir / f"{stem}.labels.nii.gz"
-    if labels_path.exists() and not args.overwrite:
+    pending = _pending(path, args)
+    if pending is None:
         return []
-    volume = check_volume(read_volume(path, slice_space=HU if args.slice_space == "hu" else MEDSEG8))
+    stem, labels_path, volume = pending
+    out_dir: Path = args.output
     start = time.time()
     show = not args.quiet and volume.shape[0] > 1
     with tqdm(total=3, desc=stem, unit="step", leave=False, disable=not show, file=sys.stderr) as bar:
