@@ -2,7 +2,7 @@
 validation Dice, checkpoint/resume, per-epoch CSV/JSON metrics and a curve plot.
 
 Files in ``out_dir``: ``checkpoint.pt`` (weights-only torch file, resumable), ``best.safetensors``
-(best weights so far), ``metrics.csv`` / ``metrics.json`` (one row per epoch), ``curves.png``.
+(best weights so far; without selection, the last epoch's, written at the end), ``metrics.csv`` / ``metrics.json`` (one row per epoch), ``curves.png``.
 """
 from __future__ import annotations
 
@@ -220,6 +220,7 @@ class Trainer:
             raise CovidSegError("no training samples left after the quality filter")
         self.out.mkdir(parents=True, exist_ok=True)
         start = self._resume()
+        selecting = bool(select_best and val is not None and len(val))
         stopped = False
         for epoch in range(start, self.cfg.epochs):
             row = {"epoch": epoch, "lr": self.opt.param_groups[0]["lr"], "train_loss": self._train_epoch(train)}
@@ -228,23 +229,22 @@ class Trainer:
                 self.model.eval()
                 row.update(validate(self.outputs_fn, self.loss_of, val, self.device, self.cfg.batch_size))
             self.history.append(row)
-            score = row.get("val_dice", math.nan) if select_best else math.nan
-            score = float(epoch) - 1e6 if math.isnan(score) else score  # no selection: the last epoch wins
-            if score > self.best[0]:
-                self.best = (score, epoch)
+            if selecting and row["val_dice"] > self.best[0]:
+                self.best = (row["val_dice"], epoch)
                 self._save_best()
             self._save_checkpoint(epoch)
             self._write_logs()
             self.progress(epoch + 1, self.cfg.epochs, _describe(row))
             done_steps = self.cfg.max_steps and self.steps >= self.cfg.max_steps
-            stopped = bool(select_best and val is not None and self.cfg.patience
-                           and epoch - self.best[1] >= self.cfg.patience)
+            stopped = bool(selecting and self.cfg.patience and epoch - self.best[1] >= self.cfg.patience)
             if stopped or done_steps:
                 break
         self._write_logs(plot=True)
-        self._load_best()
-        best_dice = self.best[0] if val is not None and select_best else math.nan
-        return TrainResult(self.model, self.best[1], best_dice, self.history, stopped)
+        if selecting:
+            self._load_best()
+            return TrainResult(self.model, self.best[1], self.best[0], self.history, stopped)
+        self._save_best()  # no selection: the last epoch is the result
+        return TrainResult(self.model, len(self.history) - 1, math.nan, self.history, stopped)
 
     def _save_best(self) -> None:
         with atomic_path(self.out / "best.safetensors") as tmp:
