@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from . import morphology as morph
 from .intensity import to_hu
 from .labels import BACKGROUND, LEFT_LUNG, RIGHT_LUNG
+from .orientation import patient_coordinate
 from .preprocess import resample_inplane, restore_inplane
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .volume import Volume
@@ -35,11 +36,6 @@ class LungParams:
     table_opening_mm: float = 3.0  # opening that detaches the CT table from the body
     close_bites: bool = True
     working_pixel_mm: float = 1.25  # finer in-plane grids are segmented at this pixel size (speed); 0 = never
-
-
-def physical_axes(volume: Volume) -> np.ndarray:
-    """Columns: LPS direction of the x, y, z index axes (the direction cosines)."""
-    return volume.direction_matrix
 
 
 def segment_lungs(
@@ -125,7 +121,7 @@ def _trachea_seed(candidates: np.ndarray, volume: Volume):
     zs = np.flatnonzero(candidates.any(axis=(1, 2)))
     if zs.size == 0:
         return None
-    superior_last = physical_axes(volume)[2, 2] * volume.spacing[2] > 0  # LPS +z is superior
+    superior_last = volume.direction_matrix[2, 2] * volume.spacing[2] > 0  # LPS +z is superior
     top = zs[-max(1, zs.size // 5):] if superior_last else zs[: max(1, zs.size // 5)]
     area_px = 1.0 / (volume.spacing[0] * volume.spacing[1])
     for z in (top[::-1] if superior_last else top):
@@ -161,8 +157,7 @@ def split_lungs(candidates: np.ndarray, body: np.ndarray, volume: Volume, params
 
 def _lps_x(mask: np.ndarray, volume: Volume) -> float:
     """Mean LPS x (mm) of a mask; +x is the patient's left."""
-    idx = np.array([a.mean() for a in np.nonzero(mask)][::-1])  # (x, y, z)
-    return float(volume.origin[0] + physical_axes(volume)[0] @ (idx * np.asarray(volume.spacing)))
+    return float(np.broadcast_to(patient_coordinate(volume, 0), mask.shape)[mask].mean())
 
 
 def _body_midline_x(body: np.ndarray, volume: Volume) -> float:
@@ -171,10 +166,7 @@ def _body_midline_x(body: np.ndarray, volume: Volume) -> float:
 
 def _spans_midline(mask: np.ndarray, volume: Volume, mid: float) -> bool:
     """True when a real share of the mask lies on each side of the body midline."""
-    zyx = np.nonzero(mask)
-    step = max(1, zyx[0].size // 20000)
-    idx = np.stack([a[::step] for a in zyx[::-1]], axis=1) * np.asarray(volume.spacing)
-    x = volume.origin[0] + idx @ physical_axes(volume)[0]
+    x = np.broadcast_to(patient_coordinate(volume, 0), mask.shape)[mask]
     left = float(np.mean(x > mid))
     return 0.15 < left < 0.85
 
@@ -197,7 +189,7 @@ def close_peripheral_bites(lung: np.ndarray, body: np.ndarray, volume: Volume) -
     posteriorly are the heart/mediastinum concavity and are left out.
     """
     out = lung.copy()
-    posterior_sign = np.sign(physical_axes(volume)[1, 1]) or 1.0
+    posterior_sign = np.sign(volume.direction_matrix[1, 1]) or 1.0
     for z in np.flatnonzero(lung.any(axis=(1, 2))):
         sl = lung[z]
         added = morph.convex_hull_2d(sl) & ~sl & body[z]

@@ -42,3 +42,14 @@ def lps_spacing_zyx(volume: Volume) -> Tuple[float, float, float]:
     """(z, y, x) spacing of the LPS-ordered grid."""
     image = sitk.DICOMOrient(volume.copy_geometry_to(sitk.Image([1, 1, 1], sitk.sitkUInt8)), "LPS")
     return tuple(float(s) for s in reversed(image.GetSpacing()))
+
+
+def patient_coordinate(volume: Volume, axis: int) -> np.ndarray:
+    """Patient coordinate ``axis`` (0 x: towards the patient's left, 1 y: posterior, 2 z: superior;
+    mm, LPS) of every voxel, as an array broadcastable to the volume's (z, y, x) shape."""
+    d = volume.direction_matrix
+    steps = [np.arange(n, dtype=np.float64) * sp for n, sp in zip(volume.shape[::-1], volume.spacing)]
+    out = float(volume.origin[axis])
+    for j, shape in enumerate(((1, 1, -1), (1, -1, 1), (-1, 1, 1))):  # index axes x, y, z
+        out = out + d[axis, j] * steps[j].reshape(shape)
+    return out

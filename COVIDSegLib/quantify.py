@@ -26,6 +26,7 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from . import labels as L
+from .orientation import patient_coordinate
 from .volume import Volume
 
 SIDES = {"left": L.LEFT_LUNG, "right": L.RIGHT_LUNG}
@@ -85,17 +86,6 @@ class Report:
         return asdict(self)
 
 
-def _lps_coordinate(volume: Volume, axis: int) -> np.ndarray:
-    """Patient coordinate ``axis`` (0 x: towards the patient's left, 2 z: superior; mm, LPS) of
-    every voxel, as an array broadcastable to the volume's (z, y, x) shape."""
-    d = volume.direction_matrix
-    steps = [np.arange(n, dtype=np.float64) * sp for n, sp in zip(volume.shape[::-1], volume.spacing)]
-    out = float(volume.origin[axis])
-    for j, shape in enumerate(((1, 1, -1), (1, -1, 1), (-1, 1, 1))):  # index axes x, y, z
-        out = out + d[axis, j] * steps[j].reshape(shape)
-    return out
-
-
 def side_of_each_voxel(labels: Volume) -> np.ndarray:
     """1 (left) / 2 (right) for every lung or infection voxel, 0 elsewhere (module docstring)."""
     arr = np.asarray(labels.array)
@@ -104,7 +94,7 @@ def side_of_each_voxel(labels: Volume) -> np.ndarray:
     if not infection.any():
         return side
     left, right = arr == L.LEFT_LUNG, arr == L.RIGHT_LUNG
-    x = np.broadcast_to(_lps_coordinate(labels, 0), arr.shape)
+    x = np.broadcast_to(patient_coordinate(labels, 0), arr.shape)
     if left.any() and right.any():
         midline = (x[left].max() + x[right].min()) / 2.0
     elif left.any() or right.any():  # one lung wholly infected or missing: the other's medial edge
@@ -141,7 +131,7 @@ def quantify(labels: Volume) -> Report:
     arr = np.asarray(labels.array)
     voxel_ml = labels.voxel_volume_ml
     side = side_of_each_voxel(labels)
-    height = np.broadcast_to(_lps_coordinate(labels, 2), arr.shape)[:, 0, 0]  # per slice, at its first voxel
+    height = np.broadcast_to(patient_coordinate(labels, 2), arr.shape)[:, 0, 0]  # per slice, at its first voxel
     ggo, cons = arr == L.GGO, arr == L.CONSOLIDATION
     lungs: Dict[str, LungFigures] = {}
     for name, value in SIDES.items():
