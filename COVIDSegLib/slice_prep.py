@@ -40,20 +40,33 @@ class SliceGeometry:
     letterbox: LetterboxInfo
 
 
-def prepare(image8: np.ndarray, spec: InputSpec, use_clahe: bool = None) -> Tuple[np.ndarray, SliceGeometry]:
-    """(y, x) slice in 0..255 -> ((size, size) float32 in [0, 1], geometry).
-
-    ``use_clahe`` overrides ``spec.clahe`` (augmentation prepares both variants).
-    """
+def _scaled(image8: np.ndarray, spec: InputSpec) -> Tuple[np.ndarray, SliceGeometry]:
+    """Crop, letterbox and scale to [0, 1] (everything but CLAHE)."""
     a = np.asarray(image8, dtype=np.float32)
     if a.ndim != 2:
         raise ValueError(f"prepare needs a (y, x) slice, got shape {a.shape}")
     box = body_box(a) if spec.crop_body else CropBox.full(a.shape)
     boxed, info = letterbox(crop(a, box), spec.size, order=1, pad_value=0.0)
-    x = np.clip(boxed / 255.0, 0.0, 1.0).astype(np.float32)
+    return np.clip(boxed / 255.0, 0.0, 1.0).astype(np.float32), SliceGeometry(tuple(a.shape), box, info)
+
+
+def prepare(image8: np.ndarray, spec: InputSpec, use_clahe: bool = None) -> Tuple[np.ndarray, SliceGeometry]:
+    """(y, x) slice in 0..255 -> ((size, size) float32 in [0, 1], geometry).
+
+    ``use_clahe`` overrides ``spec.clahe``.
+    """
+    x, geometry = _scaled(image8, spec)
     if spec.clahe if use_clahe is None else use_clahe:
         x = clahe(x).astype(np.float32)
-    return x, SliceGeometry(tuple(a.shape), box, info)
+    return x, geometry
+
+
+def prepare_both(image8: np.ndarray, spec: InputSpec) -> Tuple[np.ndarray, np.ndarray, SliceGeometry]:
+    """(input as ``spec`` says, the other CLAHE variant, geometry): one crop for both variants
+    (CLAHE on/off augmentation)."""
+    x, geometry = _scaled(image8, spec)
+    equalised = clahe(x).astype(np.float32)
+    return (equalised, x, geometry) if spec.clahe else (x, equalised, geometry)
 
 
 def prepare_labels(labels: np.ndarray, geometry: SliceGeometry) -> np.ndarray:

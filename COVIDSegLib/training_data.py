@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .datasets import Sample
-from .slice_prep import InputSpec, SliceGeometry, prepare, prepare_labels
+from .slice_prep import InputSpec, SliceGeometry, prepare, prepare_both, prepare_labels
 
 
 @dataclass
@@ -37,10 +37,12 @@ class PreparedSet:
 def prepare_set(samples: Sequence[Sample], spec: InputSpec, with_alt: bool = False) -> PreparedSet:
     images, alts, targets, geoms = [], [], [], []
     for s in samples:
-        x, geom = prepare(s.image, spec)
-        images.append(x)
         if with_alt:
-            alts.append(prepare(s.image, spec, use_clahe=not spec.clahe)[0])
+            x, alt, geom = prepare_both(s.image, spec)
+            alts.append(alt)
+        else:
+            x, geom = prepare(s.image, spec)
+        images.append(x)
         targets.append(prepare_labels(s.target, geom))
         geoms.append(geom)
 
