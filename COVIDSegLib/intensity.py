@@ -117,6 +117,18 @@ def to_hu(volume: Volume, calibration: str = "auto") -> Volume:
     return volume.with_array(np.asarray(volume.array, np.float32), space=HU)
 
 
+def resolve_calibration(volume: Volume, calibration: str = "auto") -> str:
+    """The explicit calibration ('hu', 'medseg8' or 'linear:…') ``to_hu`` applies to this
+    volume: detect once, then convert parts of it (chunks, a resampled copy) the same way."""
+    kind, _ = parse_calibration(calibration)
+    if kind != "auto":
+        return calibration
+    if volume.is_slice:
+        to_hu(volume, calibration)  # checks the declared space (raises when it is wrong)
+        return MEDSEG8 if volume.space == MEDSEG8 else "hu"
+    return MEDSEG8 if detect_space(volume.array) == MEDSEG8 else "hu"
+
+
 def to_medseg8(volume: Volume, calibration: str = "auto") -> Volume:
     """The volume in the MedSeg 8-bit space (float32 0..255), the space the models were trained in."""
     if volume.space == MEDSEG8 and calibration in ("auto", MEDSEG8):

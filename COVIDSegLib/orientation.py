@@ -3,6 +3,8 @@ patient-right -> patient-left, slices inferior -> superior). Permutes/flips only
 ``from_lps`` is the exact inverse of ``to_lps``."""
 from __future__ import annotations
 
+import itertools
+from functools import lru_cache
 from typing import Tuple
 
 import numpy as np
@@ -11,25 +13,41 @@ import SimpleITK as sitk
 from .volume import Volume
 
 
-def _image(array: np.ndarray, volume: Volume) -> sitk.Image:
-    return volume.copy_geometry_to(sitk.GetImageFromArray(np.ascontiguousarray(array)))
-
-
 def orientation_code(volume: Volume) -> str:
     return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(volume.direction)
 
 
+@lru_cache(maxsize=64)
+def _lps_axes(direction: tuple) -> Tuple[Tuple[int, int, int], Tuple[bool, bool, bool]]:
+    """(permutation of the (z, y, x) axes, flip of each permuted axis) that
+    ``sitk.DICOMOrient(image, "LPS")`` applies to an image with this direction, found by
+    orienting a small probe with distinct axis lengths."""
+    probe = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    image = sitk.GetImageFromArray(probe)
+    image.SetDirection(direction)
+    oriented = sitk.GetArrayFromImage(sitk.DICOMOrient(image, "LPS"))
+    perm = tuple(probe.shape.index(n) for n in oriented.shape)
+    for flips in itertools.product((False, True), repeat=3):
+        if np.array_equal(probe.transpose(perm)[_flip_index(flips)], oriented):
+            return perm, flips
+    raise AssertionError("DICOMOrient did more than permute and flip axes")  # cannot happen
+
+
+def _flip_index(flips) -> tuple:
+    return tuple(slice(None, None, -1) if f else slice(None) for f in flips)
+
+
 def to_lps(array: np.ndarray, volume: Volume) -> np.ndarray:
-    """``array`` (on the volume's grid) in LPS order: every axial plane in radiological display."""
-    return sitk.GetArrayFromImage(sitk.DICOMOrient(_image(array, volume), "LPS"))
+    """``array`` (on the volume's grid) in LPS order: every axial plane in radiological display.
+    A view (axes permuted and flipped as ``sitk.DICOMOrient`` does), never a copy."""
+    perm, flips = _lps_axes(tuple(volume.direction))
+    return np.asarray(array).transpose(perm)[_flip_index(flips)]
 
 
 def from_lps(array: np.ndarray, volume: Volume) -> np.ndarray:
-    """Inverse of ``to_lps``: an LPS-ordered array back onto the volume's own grid."""
-    reference = sitk.DICOMOrient(_image(np.zeros(volume.shape, np.uint8), volume), "LPS")
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
-    image.CopyInformation(reference)
-    return sitk.GetArrayFromImage(sitk.DICOMOrient(image, orientation_code(volume)))
+    """Inverse of ``to_lps`` (also a view): an LPS-ordered array back onto the volume's grid."""
+    perm, flips = _lps_axes(tuple(volume.direction))
+    return np.asarray(array)[_flip_index(flips)].transpose(np.argsort(perm))
 
 
 def orient_lps(volume: Volume) -> Volume:

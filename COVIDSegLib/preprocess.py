@@ -9,11 +9,14 @@ extrapolator at the borders, and Gaussian anti-aliasing before smooth downsampli
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
+from . import morphology as morph
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .volume import Mat3, Vec3, Volume
 
@@ -35,8 +38,12 @@ def window(array: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """Map ``[lo, hi]`` (e.g. an HU window) linearly onto ``[0, 1]``, clipping outside; float32."""
     if not hi > lo:
         raise ValueError(f"window needs hi > lo, got [{lo}, {hi}]")
-    out = (np.asarray(array, dtype=np.float32) - np.float32(lo)) / np.float32(hi - lo)
-    return np.clip(out, 0.0, 1.0, out=out)
+    a = np.asarray(array, dtype=np.float32)
+    out = (a - np.float32(lo)) / np.float32(hi - lo)
+    np.clip(out, 0.0, 1.0, out=out)
+    out[a >= np.float32(hi)] = 1.0  # exact ends despite float32 rounding
+    out[a <= np.float32(lo)] = 0.0
+    return out
 
 
 def normalise_zscore(array: np.ndarray, mask: Optional[np.ndarray] = None) -> np.ndarray:
@@ -155,34 +162,25 @@ def body_box(array: np.ndarray, threshold: Optional[float] = None,
     a = np.asarray(array)
     full = CropBox.full(a.shape)
     vol = a.reshape(full.shape).astype(np.float32, copy=False)
-    # a single slice as a 2D image: SimpleITK's morphology is ~3x slower on a 1-slice 3D image
-    flat = vol.shape[0] == 1
-    img = sitk.GetImageFromArray(vol[0] if flat else vol)
-    radius = [int(open_radius)] * 2 + ([] if flat else [0])
+    image = vol[0] if vol.shape[0] == 1 else vol  # a slice as 2D: 2D morphology is faster
     if threshold is None:
         lowest = float(vol.min())
         if not float(vol.max()) > lowest:
             return full
-        otsu = sitk.OtsuThresholdImageFilter()
-        otsu.SetMaskValue(1)
-        otsu.Execute(img, sitk.Cast(img > lowest, sitk.sitkUInt8))
-        threshold = otsu.GetThreshold()
-    fg = sitk.Cast(img > float(threshold), sitk.sitkUInt8)
-    seeds = sitk.BinaryErode(fg, radius) if open_radius > 0 else fg
-    largest = sitk.RelabelComponent(sitk.ConnectedComponent(seeds), sortByObjectSize=True) == 1
+        threshold = morph.otsu_threshold(image[image > lowest])
+    fg = image > float(threshold)
+    seeds = morph.erode_2d(fg, open_radius) if open_radius > 0 else fg
+    largest = morph.largest_face_component(seeds)
     if open_radius > 0:  # give back what the erosion took, but not what it cut off
-        largest = sitk.BinaryDilate(largest, [2 * r for r in radius]) & fg
-    stats = sitk.LabelShapeStatisticsImageFilter()
-    stats.Execute(largest)
-    if not stats.HasLabel(1):
+        largest = morph.dilate_2d(largest, 2 * open_radius) & fg
+    if not largest.any():
         return full
-    bbox = stats.GetBoundingBox(1)
-    bx, by, bz, sx, sy, sz = (bbox[0], bbox[1], 0, bbox[2], bbox[3], 1) if flat else bbox
+    (bz, ez), (by, ey), (bx, ex) = ((b.start, b.stop) for b in morph.bounding_box(largest.reshape(full.shape)))
     mz, my, mx = (margin,) * 3 if isinstance(margin, int) else margin
     return CropBox(
-        max(0, bz - mz), min(full.z1, bz + sz + mz),
-        max(0, by - my), min(full.y1, by + sy + my),
-        max(0, bx - mx), min(full.x1, bx + sx + mx),
+        max(0, bz - mz), min(full.z1, ez + mz),
+        max(0, by - my), min(full.y1, ey + my),
+        max(0, bx - mx), min(full.x1, ex + mx),
     )
 
 
@@ -230,16 +228,32 @@ def _cast_back(out: np.ndarray, dtype: np.dtype, was_bool: bool) -> np.ndarray:
 
 
 def _antialias(image: sitk.Image, factors_xy: Tuple[float, float]) -> sitk.Image:
-    """Gaussian pre-filter in x, y for downsampling by ``factors_xy`` (sigma = (f - 1) / 2 px)."""
+    """Gaussian pre-filter in x, y for downsampling by ``factors_xy`` (sigma = (f - 1) / 2 px).
+
+    The filter of ``sitk.DiscreteGaussian`` (maximum error 0.01, kernel at most 64 wide, edge
+    pixels extended), applied as two 1D correlations (scipy): same values, ~4x faster."""
     sigmas = [max(0.0, (f - 1.0) / 2.0) for f in factors_xy]
     if max(sigmas) < 0.05:
         return image
-    spacing = image.GetSpacing()
-    variance = [(s * sp) ** 2 for s, sp in zip(sigmas, spacing[:2])] + [0.0]
-    if image.GetPixelID() not in (sitk.sitkFloat32, sitk.sitkFloat64):
-        image = sitk.Cast(image, sitk.sitkFloat32)
-    return sitk.DiscreteGaussian(image, variance=variance,
-                                 maximumKernelWidth=64, maximumError=0.01, useImageSpacing=True)
+    a = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
+    for axis, sigma in ((-1, sigmas[0]), (-2, sigmas[1])):
+        if sigma > 0:
+            a = ndimage.correlate1d(a, _gaussian_kernel(round(sigma, 6)), axis=axis, mode="nearest")
+    out = sitk.GetImageFromArray(a)
+    out.CopyInformation(image)
+    return out
+
+
+@lru_cache(maxsize=512)
+def _gaussian_kernel(sigma_px: float) -> np.ndarray:
+    """The 1D kernel of ``sitk.DiscreteGaussian`` for ``sigma_px``: its impulse response."""
+    impulse = np.zeros((1, 129), np.float32)
+    impulse[0, 64] = 1.0
+    response = sitk.DiscreteGaussian(sitk.GetImageFromArray(impulse), variance=[sigma_px ** 2, 0.0],
+                                     maximumKernelWidth=64, maximumError=0.01, useImageSpacing=True)
+    kernel = sitk.GetArrayFromImage(response)[0].astype(np.float64)
+    nonzero = np.flatnonzero(kernel)
+    return kernel[nonzero[0]:nonzero[-1] + 1]
 
 
 def _resample(image: sitk.Image, size, spacing, origin, direction, interpolator: int,
@@ -283,10 +297,7 @@ def resample_inplane(volume: Volume, pixel_size: float, interpolator: str = "lin
         raise ValueError(f"pixel_size must be positive, got {pixel_size}")
     if interpolator not in _INTERPOLATORS:
         raise ValueError(f"interpolator must be one of {sorted(_INTERPOLATORS)}")
-    smooth = interpolator in ("linear", "bspline")
-    arr, was_bool = _sitk_array(volume.array, smooth)
-    image = volume.copy_geometry_to(sitk.GetImageFromArray(arr))
-    size, spacing = image.GetSize(), image.GetSpacing()
+    size, spacing = tuple(reversed(volume.shape)), tuple(volume.spacing)
     new_size = [max(1, int(round(n * s / pixel_size))) for n, s in zip(size[:2], spacing[:2])]
     new_size.append(size[2])
     new_spacing = (float(pixel_size), float(pixel_size), float(spacing[2]))
@@ -294,12 +305,8 @@ def resample_inplane(volume: Volume, pixel_size: float, interpolator: str = "lin
              for n, s, m in zip(size[:2], spacing[:2], new_size[:2])] + [0.0]
     new_origin = tuple(float(o) for o in
                        np.asarray(volume.origin, float) + volume.direction_matrix @ shift)
-    source = image
-    if antialias and smooth:
-        source = _antialias(image, (pixel_size / spacing[0], pixel_size / spacing[1]))
-    out = _resample(source, new_size, new_spacing, new_origin, volume.direction,
-                    _INTERPOLATORS[interpolator], _smooth_type(image, smooth))
-    out_arr = _cast_back(sitk.GetArrayFromImage(out), volume.array.dtype, was_bool)
+    factors = (pixel_size / spacing[0], pixel_size / spacing[1]) if antialias else None
+    out_arr = _resample_slabs(volume, new_size, new_spacing, new_origin, interpolator, factors)
     result = Volume(out_arr, new_spacing, new_origin,
                     tuple(volume.direction), volume.space, volume.is_slice, dict(volume.meta))
     info = ResampleInfo(tuple(size), tuple(volume.spacing), tuple(volume.origin),
@@ -322,14 +329,33 @@ def restore_inplane(resampled: Volume, info: ResampleInfo, nearest: bool = False
     name = interpolator or ("nearest" if nearest else "linear")
     if name not in _INTERPOLATORS:
         raise ValueError(f"interpolator must be one of {sorted(_INTERPOLATORS)}")
-    smooth = name in ("linear", "bspline")
-    arr, was_bool = _sitk_array(resampled.array, smooth)
-    image = resampled.copy_geometry_to(sitk.GetImageFromArray(arr))
-    out = _resample(image, info.size, info.spacing, info.origin, info.direction,
-                    _INTERPOLATORS[name], _smooth_type(image, smooth))
-    out_arr = _cast_back(sitk.GetArrayFromImage(out), resampled.array.dtype, was_bool)
+    out_arr = _resample_slabs(resampled, info.size, info.spacing, info.origin, name, None)
     return Volume(out_arr, info.spacing, info.origin,
                   info.direction, resampled.space, resampled.is_slice, dict(resampled.meta))
+
+
+def _resample_slabs(volume: Volume, size, spacing, origin, interpolator: str,
+                    antialias_xy: Optional[Tuple[float, float]], slab: int = 32) -> np.ndarray:
+    """In-plane resampling of ``volume`` onto the grid (size, spacing, origin; same direction and
+    slices), ``slab`` slices at a time so that a large volume never needs a full float copy.
+    ``antialias_xy``: downsampling factors for the Gaussian pre-filter (None: none)."""
+    smooth = interpolator in ("linear", "bspline")
+    out = None
+    step = volume.direction_matrix[:, 2] * volume.spacing[2]
+    for z0 in range(0, volume.shape[0], slab):
+        arr, was_bool = _sitk_array(volume.array[z0:z0 + slab], smooth)
+        image = sitk.GetImageFromArray(arr)
+        image.SetSpacing(volume.spacing)
+        image.SetOrigin(tuple(np.asarray(volume.origin, float) + z0 * step))
+        image.SetDirection(volume.direction)
+        source = _antialias(image, antialias_xy) if antialias_xy and smooth else image
+        part = _resample(source, (size[0], size[1], len(arr)), spacing, tuple(np.asarray(origin, float) + z0 * step),
+                         volume.direction, _INTERPOLATORS[interpolator], _smooth_type(image, smooth))
+        part = _cast_back(sitk.GetArrayFromImage(part), volume.array.dtype, was_bool)
+        if out is None:
+            out = np.empty((volume.shape[0],) + part.shape[1:], part.dtype)
+        out[z0:z0 + len(part)] = part
+    return out
 
 
 # ----------------------------------------------------------------------------- letterbox

@@ -200,3 +200,34 @@ def test_cancel_during_the_work_stops_it(phantom):
     with pytest.raises(Cancelled):
         segment_lungs(Volume(array=phantom.hu, spacing=SPACING), progress=progress, cancel=token)
     assert calls and all(done < total for done, total in calls)  # never reached "done"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cropped_inplane_morphology_equals_whole_image(seed):
+    """closing_inplane / dilate_inplane work on the mask's bounding box; results must equal the
+    whole-image SimpleITK operations, also for masks touching the image border."""
+    import SimpleITK as sitk
+    from COVIDSegLib import morphology as morph
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((4, 60, 70), bool)
+    mask[1:3, rng.integers(0, 20):rng.integers(30, 60), rng.integers(0, 20):rng.integers(40, 70)] = True
+    mask &= rng.random(mask.shape) > 0.3
+    img = sitk.GetImageFromArray(np.pad(mask, ((0, 0), (4, 4), (4, 4))).astype(np.uint8))
+    closed = sitk.GetArrayFromImage(sitk.BinaryMorphologicalClosing(img, [3, 3, 0], sitk.sitkBall))[:, 4:-4, 4:-4] > 0
+    np.testing.assert_array_equal(morph.closing_inplane(mask, 3), closed)
+    dilated = sitk.GetArrayFromImage(sitk.BinaryDilate(sitk.GetImageFromArray(mask.astype(np.uint8)), [5, 5, 0])) > 0
+    np.testing.assert_array_equal(morph.dilate_inplane(mask, 5), dilated)
+    assert dilated.sum() > mask.sum() and not morph.dilate_inplane(np.zeros_like(mask), 5).any()
+
+
+@pytest.mark.parametrize("radius", [1, 2, 4])
+def test_rectangle_decomposed_ball_morphology_equals_simpleitk(radius):
+    import SimpleITK as sitk
+    from COVIDSegLib import morphology as morph
+    mask = np.random.default_rng(radius).random((3, 40, 50)) > 0.4
+    mask[:, :5] = True  # foreground touching the border: erosion counts outside as foreground
+    img = sitk.GetImageFromArray(mask.astype(np.uint8))
+    for op, fn in ((sitk.BinaryErode, morph.erode_2d), (sitk.BinaryDilate, morph.dilate_2d)):
+        expected = sitk.GetArrayFromImage(op(img, [radius, radius, 0], sitk.sitkBall)) > 0
+        np.testing.assert_array_equal(fn(mask, radius), expected)
+        np.testing.assert_array_equal(fn(mask[1], radius), expected[1])

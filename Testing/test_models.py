@@ -42,3 +42,28 @@ def test_adjacent_slice_input_and_more_classes(name, size, classes):
     with torch.no_grad():
         out = model(torch.randn(1, 3, *size))
     assert out.shape == (1, classes, *size)
+
+
+# (BatchNorm layers before, after): the U-Net family folds all; ResNet blocks keep theirs
+# (conv and BN are attributes there, not a Sequential) and only the stem's pairs fold
+BN_LAYERS = {"xr_msf_unet": (78, 0), "unet": (18, 0), "resnet34_scse_mt": (36, 33)}
+
+
+@pytest.mark.parametrize("name", ["xr_msf_unet", "unet", "resnet34_scse_mt"])
+def test_fold_batchnorm_same_outputs_fewer_layers(name):
+    """Folding each BatchNorm into its convolution (inference only) keeps the outputs and leaves
+    the original model untouched."""
+    from torch import nn
+    from COVIDSegLib.models.fold import fold_batchnorm
+    model = small(name, out_channels=3).train()
+    with torch.no_grad():  # non-trivial running statistics
+        for _ in range(3):
+            model(torch.rand(4, 1, 64, 64) * 2 + 1)
+    model.eval()
+    folded = fold_batchnorm(model)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-4, rtol=1e-4)
+    def count(m):
+        return sum(isinstance(k, nn.BatchNorm2d) for k in m.modules())
+    assert count(model) == BN_LAYERS[name][0] and count(folded) == BN_LAYERS[name][1]

@@ -147,3 +147,37 @@ def test_binary_model_names_label_3_infection(capsys, tmp_path):
     assert rc == 0, err
     _, names = read_seg_nrrd(tmp_path / "medseg_0000.seg.nrrd")
     assert names[3] == "Infection" and names[1] == "Left lung"
+
+
+def test_postprocess_margin_and_small_components(segmenter):
+    """Infection outside the lungs survives within lung_margin_mm (in-plane) and is removed
+    beyond it; islands under min_component_mm3 are removed. 1 mm pixels, 2 mm slices."""
+    lungs = np.zeros((3, 80, 80), np.uint8)
+    lungs[:, 20:60, 10:30] = 2
+    infection = np.zeros_like(lungs)
+    infection[1, 30:40, 25:38] = 3   # crosses the lung border, reaches 8 mm outside: kept (margin 10)
+    infection[1, 30:34, 45:50] = 4   # 15 mm from the lung: removed
+    infection[2, 50:52, 15:17] = 3   # 4 voxels = 8 mm^3 < 10 mm^3: removed
+    infection[0, 40:44, 12:15] = 3   # 12 voxels = 24 mm^3: kept
+    out = segmenter._postprocess(infection, lungs, (2.0, 1.0, 1.0))
+    assert (out[1, 30:40, 25:38] == 3).all() and (out[0, 40:44, 12:15] == 3).all()
+    assert not out[1, 30:34, 45:50].any() and not out[2].any()
+    assert infection[1, 30:34, 45:50].all()  # the input is not modified
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_to_lps_views_equal_dicomorient(seed):
+    """to_lps/from_lps are zero-copy views that reproduce sitk.DICOMOrient(…, "LPS") exactly,
+    for axis-aligned directions with any permutation/flip and for oblique ones."""
+    from test_preprocess import rotation
+    from COVIDSegLib.volume import Volume
+    rng = np.random.default_rng(seed)
+    perm = np.eye(3)[rng.permutation(3)] * rng.choice([-1.0, 1.0], 3)
+    direction = perm if seed < 3 else perm @ np.asarray(rotation(*rng.uniform(-0.3, 0.3, 3))).reshape(3, 3)
+    array = rng.integers(0, 1000, (5, 6, 7)).astype(np.int16)
+    volume = Volume(array, (0.7, 0.8, 2.0), (1.0, 2.0, 3.0), tuple(direction.ravel()))
+    expected = sitk.GetArrayFromImage(sitk.DICOMOrient(volume.to_sitk(), "LPS"))
+    lps = to_lps(array, volume)
+    np.testing.assert_array_equal(lps, expected)
+    assert np.shares_memory(lps, array)
+    np.testing.assert_array_equal(from_lps(lps, volume), array)
