@@ -10,6 +10,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 from tqdm import tqdm
 
 from . import __version__
+from .batch import FAILED, BatchRow, format_summary, run_batch
 from .bundle import default_model, load_bundle
 from .cli_models import add_commands as add_model_commands
 from .inference import InferenceOptions, Segmenter
@@ -91,11 +92,11 @@ def _pending(path: str, args: argparse.Namespace) -> Optional[Tuple[str, Path, V
     return stem, labels_path, check_volume(read_volume(path, slice_space=HU if args.slice_space == "hu" else MEDSEG8))
 
 
-def lungs_one(path: str, args: argparse.Namespace) -> List[Path]:
-    """Segment the lungs of one input; returns the written files."""
+def lungs_one(path: str, args: argparse.Namespace) -> Tuple[List[Path], dict]:
+    """Segment the lungs of one input; returns the written files and summary columns."""
     pending = _pending(path, args)
     if pending is None:
-        return []
+        return [], {}
     stem, labels_path, volume = pending
     overlay_path = args.output / f"{stem}.overlay.png"
     show = not args.quiet and volume.shape[0] > 1
@@ -107,14 +108,16 @@ def lungs_one(path: str, args: argparse.Namespace) -> List[Path]:
     if not args.no_overlay:
         written.append(save_overlay(to_hu(volume, args.intensity), labels, overlay_path, title=stem))
     written.append(write_labels(labels, labels_path))  # last: its presence marks the input as done
-    return written
+    ml = {side: float((labels.array == value).sum()) * volume.voxel_volume_ml for side, value in (("left", 1), ("right", 2))}
+    return written, {"left lung mL": round(ml["left"], 1), "right lung mL": round(ml["right"], 1)}
 
 
-def segment_one(path: str, args: argparse.Namespace) -> List[Path]:
-    """Segment one input with ``args.segmenter``; writes labels last (its presence = done)."""
+def segment_one(path: str, args: argparse.Namespace) -> Tuple[List[Path], dict]:
+    """Segment one input with ``args.segmenter``; writes labels last (its presence = done).
+    Returns the written files and the summary columns (severity)."""
     pending = _pending(path, args)
     if pending is None:
-        return []
+        return [], {}
     stem, labels_path, volume = pending
     out_dir: Path = args.output
     start = time.time()
@@ -136,7 +139,12 @@ def segment_one(path: str, args: argparse.Namespace) -> List[Path]:
         written.append(overlay)
     written.append(write_html(report, out_dir / f"{stem}.report.html", f"COVIDSeg report: {stem}", meta, overlay))
     written.append(write_labels(result.labels, labels_path))
-    return written
+    return written, _severity_columns(report.to_dict())
+
+
+def _severity_columns(report: dict) -> dict:
+    return {"lungs mL": round(report["both_lung_ml"], 1), "involved %": round(report["both_involvement_percent"], 1),
+            "score /30": report["total_severity_score"], "grade": report["grade"]}
 
 
 def run_segment(args: argparse.Namespace) -> int:
@@ -154,24 +162,23 @@ def run_lungs(args: argparse.Namespace) -> int:
     return _run_batch(args, lungs_one)
 
 
-def _run_batch(args: argparse.Namespace, job: Callable[[str, argparse.Namespace], List[Path]]) -> int:
-    failed = 0
+def _run_batch(args: argparse.Namespace, job: Callable[[str, argparse.Namespace], Tuple[List[Path], dict]]) -> int:
     inputs: Sequence[str] = args.inputs
-    bar = tqdm(inputs, desc="inputs", unit="input", disable=args.quiet or len(inputs) < 2, file=sys.stderr)
-    for path in bar:
-        try:
-            written = job(path, args)
-        except (CovidSegError, MemoryError) as error:
-            failed += 1
-            message = "not enough memory for this image" if isinstance(error, MemoryError) else str(error)
-            tqdm.write(f"covidseg: error: {path}: {message}", file=sys.stderr)
-            continue
-        if not args.quiet:
-            note = ", ".join(str(p) for p in written) if written else "outputs exist, skipped (use --overwrite)"
-            tqdm.write(f"{path}: {note}", file=sys.stdout)
-    if failed and not args.quiet and len(inputs) > 1:
-        print(f"covidseg: {failed} of {len(inputs)} inputs failed", file=sys.stderr)
-    return EXIT_FAILED if failed else EXIT_OK
+    bar = tqdm(total=len(inputs), desc="inputs", unit="input", disable=args.quiet or len(inputs) < 2, file=sys.stderr)
+
+    def report(row: BatchRow) -> None:
+        bar.update(1)
+        if row.status == FAILED:
+            tqdm.write(f"covidseg: error: {row.input}: {row.error}", file=sys.stderr)
+        elif not args.quiet:
+            note = ", ".join(str(p) for p in row.outputs) or "outputs exist, skipped (use --overwrite)"
+            tqdm.write(f"{row.input}: {note}", file=sys.stdout)
+
+    rows = run_batch(inputs, lambda path: job(path, args), on_row=report)
+    bar.close()
+    if not args.quiet and len(inputs) > 1:
+        print(format_summary(rows), file=sys.stdout)
+    return EXIT_FAILED if any(r.status == FAILED for r in rows) else EXIT_OK
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

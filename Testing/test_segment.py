@@ -181,3 +181,20 @@ def test_to_lps_views_equal_dicomorient(seed):
     np.testing.assert_array_equal(lps, expected)
     assert np.shares_memory(lps, array)
     np.testing.assert_array_equal(from_lps(lps, volume), array)
+
+
+def test_cli_batch_summary_table(capsys, tmp_path):
+    """Several inputs: a summary table at the end with one row per input (done/failed/skipped),
+    the severity columns from each report, and the exit code 1 when one input failed."""
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    rc, out, err = run(capsys, "segment", SLICE, bad, "-o", tmp_path / "out", "--model", MODEL)
+    assert rc == 1
+    table = out.splitlines()[-4:]
+    assert table[0].split()[:3] == ["input", "status", "seconds"] and "grade" in table[0]
+    report = json.loads((tmp_path / "out" / "medseg_0000.report.json").read_text(encoding="utf-8"))
+    assert table[1].split()[:2] == ["medseg_0000.png", "done"] and table[1].split()[-1] == report["grade"]
+    assert table[2].split()[:2] == ["broken.png", "failed"]
+    assert table[3] == "1 of 2 inputs succeeded, 1 failed"
+    rc, out, _ = run(capsys, "segment", SLICE, SLICE, "-o", tmp_path / "out", "--model", MODEL)
+    assert rc == 0 and out.splitlines()[-1] == "2 of 2 inputs succeeded" and out.count("skipped") >= 2
