@@ -231,3 +231,16 @@ def test_rectangle_decomposed_ball_morphology_equals_simpleitk(radius):
         expected = sitk.GetArrayFromImage(op(img, [radius, radius, 0], sitk.sitkBall)) > 0
         np.testing.assert_array_equal(fn(mask, radius), expected)
         np.testing.assert_array_equal(fn(mask[1], radius), expected[1])
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_opening_inplane_equals_simpleitk(radius):
+    import SimpleITK as sitk
+    from COVIDSegLib import morphology as morph
+    rng = np.random.default_rng(radius)
+    mask = rng.random((3, 50, 60)) > 0.35
+    mask[:, :3] = True
+    expected = sitk.GetArrayFromImage(sitk.BinaryMorphologicalOpening(
+        sitk.GetImageFromArray(mask.astype(np.uint8)), [radius, radius, 0], sitk.sitkBall)) > 0
+    np.testing.assert_array_equal(morph.opening_inplane(mask, radius), expected)
+    assert expected.sum() < mask.sum()
