@@ -132,8 +132,8 @@ class Segmenter:
         voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
         min_voxels = int(np.ceil(self.options.min_component_mm3 / voxel_mm3))
         if min_voxels > 1 and infection.any():
-            comps, sizes = morph.components(infection > 0, min_voxels=min_voxels)
-            infection[comps == 0] = 0
+            box = morph.bounding_box(infection > 0)
+            infection[box][morph.small_components(infection[box] > 0, min_voxels)] = 0
         return infection
 
 

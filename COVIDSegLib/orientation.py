@@ -62,12 +62,16 @@ def lps_spacing_zyx(volume: Volume) -> Tuple[float, float, float]:
     return tuple(float(s) for s in reversed(image.GetSpacing()))
 
 
-def patient_coordinate(volume: Volume, axis: int) -> np.ndarray:
+def patient_coordinate(volume: Volume, axis: int, z: slice = slice(None)) -> np.ndarray:
     """Patient coordinate ``axis`` (0 x: towards the patient's left, 1 y: posterior, 2 z: superior;
-    mm, LPS) of every voxel, as an array broadcastable to the volume's (z, y, x) shape."""
+    mm, LPS) of every voxel of slices ``z``, as an array broadcastable to their (z, y, x) shape:
+    only the index axes it depends on have their length (e.g. (1, 1, x) for an axial volume)."""
     d = volume.direction_matrix
-    steps = [np.arange(n, dtype=np.float64) * sp for n, sp in zip(volume.shape[::-1], volume.spacing)]
-    out = float(volume.origin[axis])
+    nx, ny, nz = volume.shape[::-1]
+    steps = [np.arange(nx) * volume.spacing[0], np.arange(ny) * volume.spacing[1],
+             np.arange(nz)[z] * volume.spacing[2]]
+    out = np.full((1, 1, 1), float(volume.origin[axis]))
     for j, shape in enumerate(((1, 1, -1), (1, -1, 1), (-1, 1, 1))):  # index axes x, y, z
-        out = out + d[axis, j] * steps[j].reshape(shape)
+        if d[axis, j] != 0.0:
+            out = out + d[axis, j] * steps[j].reshape(shape)
     return out

@@ -21,7 +21,7 @@ Definitions (all volumes from the voxel count times the voxel volume, in mL):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -86,40 +86,79 @@ class Report:
         return asdict(self)
 
 
-def side_of_each_voxel(labels: Volume) -> np.ndarray:
-    """1 (left) / 2 (right) for every lung or infection voxel, 0 elsewhere (module docstring)."""
+SLAB = 32  # slices per step: memory stays bounded for long volumes
+
+
+def _slabs(n: int) -> List[slice]:
+    return [slice(z, min(n, z + SLAB)) for z in range(0, n, SLAB)]
+
+
+def _midline(labels: Volume) -> Optional[float]:
+    """LPS x (mm) of the left/right boundary for infection voxels (module docstring); None when
+    there is no infection."""
     arr = np.asarray(labels.array)
-    side = np.where(np.isin(arr, (L.LEFT_LUNG, L.RIGHT_LUNG)), arr, 0).astype(np.uint8)
-    infection = np.isin(arr, (L.GGO, L.CONSOLIDATION))
-    if not infection.any():
-        return side
-    left, right = arr == L.LEFT_LUNG, arr == L.RIGHT_LUNG
-    x = np.broadcast_to(patient_coordinate(labels, 0), arr.shape)
-    if left.any() and right.any():
-        midline = (x[left].max() + x[right].min()) / 2.0
-    elif left.any() or right.any():  # one lung wholly infected or missing: the other's medial edge
-        midline = x[left].min() if left.any() else x[right].max()
-    else:
-        midline = (x[infection].min() + x[infection].max()) / 2.0
-    side[infection] = np.where(x[infection] > midline, L.LEFT_LUNG, L.RIGHT_LUNG)
+    lo, hi = {}, {}  # extremes of x per class: "left", "right", "infection"
+    for zs in _slabs(len(arr)):
+        a = arr[zs]
+        x = np.broadcast_to(patient_coordinate(labels, 0, zs), a.shape)
+        for key, mask in (("left", a == L.LEFT_LUNG), ("right", a == L.RIGHT_LUNG), ("infection", a >= L.GGO)):
+            if mask.any():
+                v = x[mask]
+                lo[key], hi[key] = min(lo.get(key, np.inf), v.min()), max(hi.get(key, -np.inf), v.max())
+    if "infection" not in lo:
+        return None
+    if "left" in lo and "right" in lo:
+        return (hi["left"] + lo["right"]) / 2.0
+    if "left" in lo or "right" in lo:  # one lung wholly infected or missing: the other's medial edge
+        return lo["left"] if "left" in lo else hi["right"]
+    return (lo["infection"] + hi["infection"]) / 2.0
+
+
+def _sides(a: np.ndarray, x: np.ndarray, midline: Optional[float]) -> np.ndarray:
+    side = np.where((a == L.LEFT_LUNG) | (a == L.RIGHT_LUNG), a, 0).astype(np.uint8)
+    if midline is not None:
+        infection = a >= L.GGO
+        side[infection] = np.where(np.broadcast_to(x, a.shape)[infection] > midline, L.LEFT_LUNG, L.RIGHT_LUNG)
     return side
 
 
-def _zones(in_lung: np.ndarray, infection: np.ndarray, height: np.ndarray, voxel_ml: float) -> Dict[str, Dict]:
-    slices = np.flatnonzero(in_lung.reshape(len(in_lung), -1).any(axis=1))
+def side_of_each_voxel(labels: Volume) -> np.ndarray:
+    """1 (left) / 2 (right) for every lung or infection voxel, 0 elsewhere (module docstring)."""
+    arr = np.asarray(labels.array)
+    return _sides(arr, patient_coordinate(labels, 0), _midline(labels))
+
+
+def _counts_per_slice(labels: Volume) -> Dict[str, Dict[str, np.ndarray]]:
+    """Per side: voxel counts of lung, GGO and consolidation in every slice, slab by slab."""
+    arr = np.asarray(labels.array)
+    midline = _midline(labels)
+    counts = {name: {k: np.zeros(len(arr), np.int64) for k in ("lung", "ggo", "cons")} for name in SIDES}
+    for zs in _slabs(len(arr)):
+        a = arr[zs]
+        side = _sides(a, patient_coordinate(labels, 0, zs), midline)
+        for name, value in SIDES.items():
+            in_lung = side == value
+            counts[name]["lung"][zs] = in_lung.sum(axis=(1, 2))
+            counts[name]["ggo"][zs] = (in_lung & (a == L.GGO)).sum(axis=(1, 2))
+            counts[name]["cons"][zs] = (in_lung & (a == L.CONSOLIDATION)).sum(axis=(1, 2))
+    return counts
+
+
+def _zones(lung: np.ndarray, infection: np.ndarray, height: np.ndarray, voxel_ml: float) -> Dict[str, Dict]:
+    """Upper/middle/lower thirds of the lung's height from per-slice lung and infection counts."""
+    slices = np.flatnonzero(lung)
     out = {}
     if slices.size == 0:
         return {z: {"lung_ml": 0.0, "infection_ml": 0.0, "involvement_percent": 0.0, "score": 0} for z in ZONES}
     top, bottom = height[slices].max(), height[slices].min()
     third = (top - bottom) / 3.0
     edges = {"upper": (top - third, np.inf), "middle": (bottom + third, top - third), "lower": (-np.inf, bottom + third)}
-    taken = np.zeros(len(in_lung), bool)
+    taken = np.zeros(len(lung), bool)
     for name in ZONES:  # upper first: a slice on a boundary belongs to the higher zone
         lo, hi = edges[name]
         rows = (height >= lo) & (height <= hi) & ~taken
         taken |= rows
-        lung_v = int(np.count_nonzero(in_lung[rows]))
-        inf_v = int(np.count_nonzero(infection[rows] & in_lung[rows]))
+        lung_v, inf_v = int(lung[rows].sum()), int(infection[rows].sum())
         pct = 100.0 * inf_v / lung_v if lung_v else 0.0
         out[name] = {"lung_ml": lung_v * voxel_ml, "infection_ml": inf_v * voxel_ml,
                      "involvement_percent": pct, "score": zone_score(pct)}
@@ -128,19 +167,14 @@ def _zones(in_lung: np.ndarray, infection: np.ndarray, height: np.ndarray, voxel
 
 def quantify(labels: Volume) -> Report:
     """The report of a label map (values 0-4) with its geometry."""
-    arr = np.asarray(labels.array)
     voxel_ml = labels.voxel_volume_ml
-    side = side_of_each_voxel(labels)
-    height = np.broadcast_to(patient_coordinate(labels, 2), arr.shape)[:, 0, 0]  # per slice, at its first voxel
-    ggo, cons = arr == L.GGO, arr == L.CONSOLIDATION
+    height = np.broadcast_to(patient_coordinate(labels, 2), labels.shape)[:, 0, 0]  # per slice, at its first voxel
     lungs: Dict[str, LungFigures] = {}
-    for name, value in SIDES.items():
-        in_lung = side == value
-        lung_v = int(np.count_nonzero(in_lung))
-        g, c = int(np.count_nonzero(ggo & in_lung)), int(np.count_nonzero(cons & in_lung))
-        lungs[name] = LungFigures(lung_v * voxel_ml, g * voxel_ml, c * voxel_ml, (g + c) * voxel_ml,
-                                  100.0 * (g + c) / lung_v if lung_v else 0.0,
-                                  _zones(in_lung, ggo | cons, height, voxel_ml))
+    for name, c in _counts_per_slice(labels).items():
+        lung_v, g, k = (int(c[key].sum()) for key in ("lung", "ggo", "cons"))
+        lungs[name] = LungFigures(lung_v * voxel_ml, g * voxel_ml, k * voxel_ml, (g + k) * voxel_ml,
+                                  100.0 * (g + k) / lung_v if lung_v else 0.0,
+                                  _zones(c["lung"], c["ggo"] + c["cons"], height, voxel_ml))
     both_lung = sum(f.lung_ml for f in lungs.values())
     both_inf = sum(f.infection_ml for f in lungs.values())
     pct = 100.0 * both_inf / both_lung if both_lung else 0.0

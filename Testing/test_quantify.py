@@ -92,3 +92,21 @@ def test_involvement_matches_the_painted_fraction(width, height, pixel, thicknes
     assert r.lungs["left"].involvement_percent == pytest.approx(100.0 * height * width / (30 * 16))
     assert r.lungs["left"].lung_ml == pytest.approx(4800 * pixel * pixel * thickness / 1000)
     assert 0 <= r.total_severity_score <= 30
+
+
+def test_slab_by_slab_counting_does_not_change_the_report(monkeypatch):
+    """quantify works through slabs of slices (bounded memory): the report must be the same for
+    any slab size, here on an oblique volume with infection on both sides."""
+    import COVIDSegLib.quantify as q
+    from test_preprocess import rotation
+    a = two_lungs(z=40)
+    a[25:40, 5:15, 42:50] = 3
+    a[0:7, 5:15, 2:10] = 4
+    a[10:12, 5:15, 12:18] = 3
+    volume = vol(a, direction=rotation(0.1, 0.05, -0.08))
+    reports = []
+    for slab in (1, 7, 1000):
+        monkeypatch.setattr(q, "SLAB", slab)
+        reports.append(quantify(volume).to_dict())
+    assert reports[0] == reports[1] == reports[2]
+    assert reports[0]["lungs"]["left"]["ggo_ml"] > 0 and reports[0]["lungs"]["right"]["consolidation_ml"] > 0

@@ -10,7 +10,7 @@ a fresh subprocess (clean peak RSS) with a fixed number of torch threads:
   R231 U-Net with random weights has the real model's compute and needs no download.
 
     python benchmarks/bench_pipeline.py --slices 64 --threads 2 [--lungmask-python PATH] [--device cuda]
-Writes docs/BENCHMARKS.md's table rows to stdout and the raw figures to benchmarks/results.json.
+Writes docs/BENCHMARKS.md's table rows to stdout and appends the raw figures to benchmarks/results.json.
 """
 from __future__ import annotations
 
@@ -85,6 +85,11 @@ def run_worker(python: str, which: str, path: Path, args: argparse.Namespace, ou
     return result
 
 
+def _commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    return done.stdout.strip()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", type=int, default=64)
@@ -116,7 +121,11 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"| {r['pipeline']} | {args.slices} | {machine} | {r['device']} | {r['ms_per_slice']:.0f} | "
               f"{r['peak_rss_mb']:.0f} |")
-    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(rows, indent=1))
+    log = ROOT / "benchmarks" / "results.json"
+    runs = json.loads(log.read_text()) if log.exists() else []
+    runs = runs if runs and isinstance(runs[0], dict) and "rows" in runs[0] else []  # older format: restart
+    runs.append({"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "machine": machine, "rows": rows})
+    log.write_text(json.dumps(runs, indent=1))
     return 0
 
 
