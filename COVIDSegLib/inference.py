@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ class InferenceOptions:
     lung_margin_mm: float = 10.0     # infection kept within the lungs dilated in-plane by this
     min_component_mm3: float = 10.0  # smaller infection islands are removed (mm^2 x slice thickness)
     empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
+    keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
 
 
 @dataclass
@@ -48,6 +49,9 @@ class Segmentation:
     lungs: Volume                      # the lung masks alone (1/2), before infection joins them
     slices_run: int                    # slices the model ran on
     device: str
+    # with InferenceOptions.keep_probabilities: label value (3, 4) -> that class's probability
+    # x 255 (uint8, input geometry; raw model output: before confinement to the lungs)
+    probabilities: Optional[Dict[int, np.ndarray]] = None
 
 
 class Segmenter:
@@ -95,16 +99,21 @@ class Segmenter:
         # LPS views of the stored voxels: slices are converted chunk by chunk (bounded memory)
         stored, lung_lps = to_lps(volume.array, volume), to_lps(lungs.array, volume)
         to_model_space = partial(_medseg8_slices, space=volume.space, calibration=calibration)
-        infection, run = self._infection(stored, to_model_space, lung_lps, progress, cancel)
+        probs = ({int(v): np.zeros(stored.shape, np.uint8) for v in self.class_values[1:]}
+                 if opts.keep_probabilities else None)
+        infection, run = self._infection(stored, to_model_space, lung_lps, probs, progress, cancel)
         infection = self._postprocess(infection, lung_lps, lps_spacing_zyx(volume))
         labels = np.ascontiguousarray(from_lps(compose(lung_lps, infection), volume))
+        if probs is not None:
+            probs = {v: np.ascontiguousarray(from_lps(p, volume)) for v, p in probs.items()}
         progress(3, 3, "done")
-        return Segmentation(volume.with_array(labels), lungs, run, str(self.device))
+        return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs)
 
     def _infection(self, stored: np.ndarray, to_model_space: Callable[[np.ndarray], np.ndarray],
-                   lungs: np.ndarray, progress: ProgressCallback,
+                   lungs: np.ndarray, probs: Optional[Dict[int, np.ndarray]], progress: ProgressCallback,
                    cancel: Optional[CancelToken]) -> Tuple[np.ndarray, int]:
-        """Per-voxel label values (0, 3, 4) of the model on slices with lung, chunk by chunk."""
+        """Per-voxel label values (0, 3, 4) of the model on slices with lung, chunk by chunk;
+        fills ``probs`` (label value -> uint8 map) when given."""
         out = np.zeros(stored.shape, np.uint8)
         todo = np.flatnonzero(lungs.reshape(len(lungs), -1).any(axis=1))
         chunk = max(self.batch_size, 32)
@@ -112,11 +121,15 @@ class Segmenter:
             check(cancel)
             prepared = [prepare(image, self.spec) for image in to_model_space(stored[zs])]
             x = torch.from_numpy(np.stack([p for p, _ in prepared])[:, None])
-            probs, head = self._forward_safely(x)
+            probabilities, head = self._forward_safely(x)
             for i, (z, (_, geom)) in enumerate(zip(zs, prepared)):
                 if head is not None and head[i] < self.options.empty_threshold:
                     continue
-                out[z] = self.class_values[restore(probs[i], geom).argmax(axis=0)]
+                full = restore(probabilities[i], geom)
+                out[z] = self.class_values[full.argmax(axis=0)]
+                if probs is not None:
+                    for index, value in enumerate(self.class_values[1:], start=1):
+                        probs[int(value)][z] = np.rint(full[index] * 255.0).astype(np.uint8)
             progress(1 + (done + len(zs)) / max(1, len(todo)), 3, f"slice {done + len(zs)}/{len(todo)}")
         return out, len(todo)
 

@@ -198,3 +198,19 @@ def test_cli_batch_summary_table(capsys, tmp_path):
     assert table[3] == "1 of 2 inputs succeeded, 1 failed"
     rc, out, _ = run(capsys, "segment", SLICE, SLICE, "-o", tmp_path / "out", "--model", MODEL)
     assert rc == 0 and out.splitlines()[-1] == "2 of 2 inputs succeeded" and out.count("skipped") >= 2
+
+
+def test_optional_probabilities_agree_with_labels():
+    """keep_probabilities returns one uint8 map per class label, in the input geometry; every
+    voxel labelled infection has that class's probability >= 0.5 (2-class model: argmax)."""
+    volume = read_volume(SLICE)
+    plain = Segmenter(load_bundle(MODEL), InferenceOptions(device="cpu")).segment(volume)
+    assert plain.probabilities is None
+    result = Segmenter(load_bundle(MODEL), InferenceOptions(device="cpu", keep_probabilities=True)).segment(volume)
+    np.testing.assert_array_equal(result.labels.array, plain.labels.array)
+    assert set(result.probabilities) == {3}
+    p = result.probabilities[3]
+    assert p.dtype == np.uint8 and p.shape == volume.shape
+    infected = result.labels.array == 3
+    assert infected.any() and (p[infected] >= 127).all()
+    assert p[~infected].mean() < p[infected].mean()
