@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -13,18 +12,13 @@ from . import __version__
 from .batch import FAILED, BatchRow, format_summary, run_batch
 from .bundle import default_model, load_bundle
 from .cli_models import add_commands as add_model_commands
+from .errors import Cancelled, CovidSegError
 from .inference import InferenceOptions, Segmenter
+from .intensity import parse_calibration
+from .io import stem_of
+from .pipeline import FileOptions, Outputs, lungs_file, segment_file
 from .predict2d import pick_device
-from .quantify import quantify
-from .report import write_csv, write_html
-from .errors import Cancelled, CovidSegError, InputError
-from .intensity import parse_calibration, to_hu
-from .labels import names_for
-from .io import read_volume, stem_of, write_json, write_labels, write_seg_nrrd
-from .lungs import segment_lungs
-from .overlay import save_overlay
-from .validate import check_volume
-from .volume import HU, MEDSEG8, Volume
+from .volume import MEDSEG8
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -82,69 +76,19 @@ def _tqdm_progress(bar: Optional[tqdm]) -> Callable[[int, int, str], None]:
     return progress
 
 
-def _pending(path: str, args: argparse.Namespace) -> Optional[Tuple[str, Path, Volume]]:
-    """(stem, labels path, checked volume) of an input still to do; None when its labels exist
-    (written last, they mark it done) and ``--overwrite`` is not given."""
-    stem = stem_of(path)
-    labels_path = args.output / f"{stem}.labels.nii.gz"
-    if labels_path.exists() and not args.overwrite:
-        return None
-    return stem, labels_path, check_volume(read_volume(path, slice_space=HU if args.slice_space == "hu" else MEDSEG8))
+def _file_options(args: argparse.Namespace) -> FileOptions:
+    return FileOptions(intensity=args.intensity, slice_space=args.slice_space, overwrite=args.overwrite,
+                       overlay=not args.no_overlay)
 
 
-def lungs_one(path: str, args: argparse.Namespace) -> Tuple[List[Path], dict]:
-    """Segment the lungs of one input; returns the written files and summary columns."""
-    pending = _pending(path, args)
-    if pending is None:
-        return [], {}
-    stem, labels_path, volume = pending
-    overlay_path = args.output / f"{stem}.overlay.png"
-    show = not args.quiet and volume.shape[0] > 1
-    with tqdm(total=1, desc=stem, unit="step", leave=False, disable=not show, file=sys.stderr) as bar:
-        labels = segment_lungs(volume, calibration=args.intensity, progress=_tqdm_progress(bar))
-    if not labels.array.any():
-        raise InputError("No lung found: is this a chest CT, and are its intensities right (see --intensity)?")
-    written = []
-    if not args.no_overlay:
-        written.append(save_overlay(to_hu(volume, args.intensity), labels, overlay_path, title=stem))
-    written.append(write_labels(labels, labels_path))  # last: its presence marks the input as done
-    ml = {side: float((labels.array == value).sum()) * volume.voxel_volume_ml for side, value in (("left", 1), ("right", 2))}
-    return written, {"left lung mL": round(ml["left"], 1), "right lung mL": round(ml["right"], 1)}
-
-
-def segment_one(path: str, args: argparse.Namespace) -> Tuple[List[Path], dict]:
-    """Segment one input with ``args.segmenter``; writes labels last (its presence = done).
-    Returns the written files and the summary columns (severity)."""
-    pending = _pending(path, args)
-    if pending is None:
-        return [], {}
-    stem, labels_path, volume = pending
-    out_dir: Path = args.output
-    start = time.time()
-    show = not args.quiet and volume.shape[0] > 1
-    with tqdm(total=3, desc=stem, unit="step", leave=False, disable=not show, file=sys.stderr) as bar:
-        result = args.segmenter.segment(volume, progress=_tqdm_progress(bar))
-    report = quantify(result.labels)
-    names = names_for(args.segmenter.bundle.card["task"])
-    meta = {"input": str(path), "model": args.segmenter.bundle.name, "model_sha256": args.segmenter.bundle.card["sha256"],
-            "device": result.device, "slices_segmented": result.slices_run, "seconds": round(time.time() - start, 2),
-            "covidseg": __version__, "spacing_mm": list(volume.spacing), "shape_zyx": list(volume.shape)}
-    written = [write_json({**meta, **report.to_dict()}, out_dir / f"{stem}.report.json"),
-               write_csv(report, out_dir / f"{stem}.report.csv"),
-               write_seg_nrrd(result.labels, out_dir / f"{stem}.seg.nrrd", names=names)]
-    overlay = None
-    if not args.no_overlay:
-        overlay = save_overlay(to_hu(volume, args.intensity), result.labels, out_dir / f"{stem}.overlay.png",
-                               title=stem, names=names)
-        written.append(overlay)
-    written.append(write_html(report, out_dir / f"{stem}.report.html", f"COVIDSeg report: {stem}", meta, overlay))
-    written.append(write_labels(result.labels, labels_path))
-    return written, _severity_columns(report.to_dict())
-
-
-def _severity_columns(report: dict) -> dict:
-    return {"lungs mL": round(report["both_lung_ml"], 1), "involved %": round(report["both_involvement_percent"], 1),
-            "score /30": report["total_severity_score"], "grade": report["grade"]}
+def _with_bar(steps: int, job: Callable[..., Outputs]) -> Callable[[str, argparse.Namespace], Outputs]:
+    """``job(path, ..., progress=...)`` with a per-volume tqdm bar (hidden when quiet)."""
+    def run(path: str, args: argparse.Namespace, *job_args) -> Outputs:
+        # delay: no bar for quick inputs (one slice) or for inputs that fail at once
+        with tqdm(total=steps, desc=stem_of(path), unit="step", leave=False, disable=args.quiet,
+                  delay=2.0, file=sys.stderr) as bar:
+            return job(path, args.output, *job_args, _file_options(args), progress=_tqdm_progress(bar))
+    return run
 
 
 def run_segment(args: argparse.Namespace) -> int:
@@ -153,16 +97,17 @@ def run_segment(args: argparse.Namespace) -> int:
                                tta_flip=args.tta, lung_margin_mm=args.lung_margin_mm,
                                min_component_mm3=args.min_component_mm3)
     device = pick_device(args.device)
-    args.segmenter = Segmenter(load_bundle(args.model, device), options)
-    return _run_batch(args, segment_one)
+    segmenter = Segmenter(load_bundle(args.model, device), options)
+    job = _with_bar(3, segment_file)
+    return _run_batch(args, lambda path, a: job(path, a, segmenter))
 
 
 def run_lungs(args: argparse.Namespace) -> int:
     parse_calibration(args.intensity)
-    return _run_batch(args, lungs_one)
+    return _run_batch(args, _with_bar(6, lungs_file))
 
 
-def _run_batch(args: argparse.Namespace, job: Callable[[str, argparse.Namespace], Tuple[List[Path], dict]]) -> int:
+def _run_batch(args: argparse.Namespace, job: Callable[[str, argparse.Namespace], Outputs]) -> int:
     inputs: Sequence[str] = args.inputs
     bar = tqdm(total=len(inputs), desc="inputs", unit="input", disable=args.quiet or len(inputs) < 2, file=sys.stderr)
 

@@ -37,11 +37,15 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 
 
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """Fill 2D holes in every axial slice of a (z, y, x) mask."""
+    """Fill 2D holes in every axial slice of a (z, y, x) mask. Each slice is filled on its
+    bounding box padded with one background pixel (exact: background outside the box is
+    connected to the image border)."""
     out = np.zeros(mask.shape, bool)
     for z in range(mask.shape[0]):
         if mask[z].any():
-            out[z] = sitk.GetArrayFromImage(sitk.BinaryFillhole(_img(mask[z]))) > 0
+            _, ys, xs = bounding_box(mask[z][None])
+            padded = np.pad(mask[z][ys, xs], 1)
+            out[z][ys, xs] = sitk.GetArrayFromImage(sitk.BinaryFillhole(_img(padded)))[1:-1, 1:-1] > 0
     return out
 
 
@@ -171,25 +175,47 @@ def ball(radius: int) -> np.ndarray:
 
 def erode_2d(mask: np.ndarray, radius: int) -> np.ndarray:
     """``sitk.BinaryErode`` with a ball, outside the image counted as foreground (ITK's default)."""
-    parts = [ndimage.minimum_filter(mask.view(np.uint8), size, mode="constant", cval=1)
-             for size in _ball_rectangles(radius, mask.ndim)]
-    return np.logical_and.reduce(parts).astype(bool)
+    return np.logical_and.reduce([_rectangle_filter(mask, size, np.logical_and, True)
+                                  for size in _ball_rectangles(radius)])
 
 
 def dilate_2d(mask: np.ndarray, radius: int) -> np.ndarray:
     """``sitk.BinaryDilate`` with a ball, in-plane only for (z, y, x) masks."""
-    parts = [ndimage.maximum_filter(mask.view(np.uint8), size, mode="constant", cval=0)
-             for size in _ball_rectangles(radius, mask.ndim)]
-    return np.logical_or.reduce(parts).astype(bool)
+    return np.logical_or.reduce([_rectangle_filter(mask, size, np.logical_or, False)
+                                 for size in _ball_rectangles(radius)])
 
 
-def _ball_rectangles(radius: int, ndim: int) -> List[tuple]:
-    """The ball as a union of centred rectangles (one per row half-height): a dilation (erosion)
-    by the ball is the union (intersection) of separable rectangle min/max filters."""
-    footprint = ball(radius)
-    half_widths = footprint[radius:].sum(axis=1) // 2
-    sizes = [(2 * dy + 1, 2 * int(w) + 1) for dy, w in enumerate(half_widths)]
-    return [((1,) if ndim == 3 else ()) + size for size in sizes]
+def _ball_rectangles(radius: int) -> List[Tuple[int, int]]:
+    """The ball as a union of centred (height, width) rectangles, the tallest one per width: a
+    dilation (erosion) by the ball is the union (intersection) of the rectangle filters."""
+    half_widths = ball(radius)[radius:].sum(axis=1) // 2
+    tallest = {int(w): dy for dy, w in enumerate(half_widths)}  # later rows are taller
+    return [(2 * dy + 1, 2 * w + 1) for w, dy in tallest.items()]
+
+
+def _shifted(index: list, axis: int, start: int, n: int) -> tuple:
+    index = list(index)
+    index[axis] = slice(start, start + n)
+    return tuple(index)
+
+
+def _rectangle_filter(mask: np.ndarray, size: Tuple[int, int], combine, border: bool) -> np.ndarray:
+    """Separable min (``np.logical_and``) or max (``np.logical_or``) filter of a boolean mask over
+    a centred rectangle, in-plane (last two axes); outside the image counts as ``border``."""
+    out = np.asarray(mask, bool)
+    for axis, length in ((-2, size[0]), (-1, size[1])):
+        r = length // 2
+        if r == 0:
+            continue
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (r, r)
+        padded = np.pad(out, pad, constant_values=border)
+        n, index = out.shape[axis], [slice(None)] * out.ndim
+        result = padded[_shifted(index, axis, 0, n)].copy()
+        for k in range(1, 2 * r + 1):
+            combine(result, padded[_shifted(index, axis, k, n)], out=result)
+        out = result
+    return out
 
 
 def largest_face_component(mask: np.ndarray) -> np.ndarray:

@@ -183,6 +183,12 @@ def quantify(labels: Volume) -> Report:
     return Report(lungs, both_lung, both_inf, pct, int(total), code, word, voxel_ml)
 
 
+def summary_columns(report: Report) -> Dict[str, object]:
+    """The few figures of a batch summary row (stable keys)."""
+    return {"lungs mL": round(report.both_lung_ml, 1), "involved %": round(report.both_involvement_percent, 1),
+            "score /30": report.total_severity_score, "grade": report.grade}
+
+
 def report_rows(report: Report) -> List[Dict[str, object]]:
     """Flat rows (region, measure, value) for a CSV."""
     rows: List[Dict[str, object]] = []

@@ -1,4 +1,5 @@
 """Shared pytest fixtures."""
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,25 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+# The Slicer module's Python package (COVIDSegSlicer) lives in the module folder, as in Slicer.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "COVIDSeg"))
+
+
+@pytest.fixture
+def slicer_env():
+    """A fresh MRML scene with Slicer's module logics (PyPI slicer-core); skips without it."""
+    pytest.importorskip("slicer", reason="PyPI slicer-core (the test extra) is not installed")
+    from slicer_scene import make_env
+    return make_env()
+
+
+@pytest.fixture(autouse=True)
+def _locale_restored():
+    """GDCM's DICOM writer (used by some fixtures) switches the process locale to "C", which
+    turns Python's default text encoding into ASCII for every later test: restore it."""
+    import locale
+    saved = locale.setlocale(locale.LC_ALL, None)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)

@@ -244,3 +244,18 @@ def test_opening_inplane_equals_simpleitk(radius):
         sitk.GetImageFromArray(mask.astype(np.uint8)), [radius, radius, 0], sitk.sitkBall)) > 0
     np.testing.assert_array_equal(morph.opening_inplane(mask, radius), expected)
     assert expected.sum() < mask.sum()
+
+
+def test_fill_holes_on_the_bounding_box_equals_whole_slice():
+    import SimpleITK as sitk
+    from COVIDSegLib import morphology as morph
+    rng = np.random.default_rng(5)
+    mask = np.zeros((3, 40, 50), bool)
+    mask[0, 5:30, 8:40] = rng.random((25, 32)) > 0.25   # many small holes and bays
+    mask[1, 0:20, 30:50] = True                          # touches the image border
+    mask[1, 5:8, 49] = False                             # a bay open to the border: not a hole
+    mask[1, 10:12, 40:42] = False                        # a hole
+    expected = np.stack([sitk.GetArrayFromImage(sitk.BinaryFillhole(sitk.GetImageFromArray(m.astype(np.uint8)))) > 0
+                         for m in mask])
+    np.testing.assert_array_equal(morph.fill_holes_per_slice(mask), expected)
+    assert expected[1, 10:12, 40:42].all() and not expected[1, 5:8, 49].any() and not expected[2].any()

@@ -1,0 +1,91 @@
+"""One input file -> all its outputs: the per-input jobs of ``covidseg lungs/segment``, also
+used by the Slicer module's folder batch. Labels are written last: their presence marks an
+input as done (resumable batches)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from . import __version__
+from .errors import InputError
+from .intensity import to_hu
+from .io import read_volume, stem_of, write_json, write_labels, write_seg_nrrd
+from .labels import names_for
+from .lungs import segment_lungs
+from .overlay import save_overlay
+from .progress import CancelToken, ProgressCallback, check, no_progress
+from .quantify import quantify, summary_columns
+from .report import write_csv, write_html
+from .validate import check_volume
+from .volume import HU, MEDSEG8, Volume
+
+Outputs = Tuple[List[Path], Dict[str, object]]  # written files (none: skipped), summary columns
+
+
+@dataclass(frozen=True)
+class FileOptions:
+    intensity: str = "auto"        # calibration: auto, hu, medseg8 or linear:SLOPE,INTERCEPT
+    slice_space: str = MEDSEG8     # intensity space of 2D PNG/JPG slices (MEDSEG8 or HU)
+    overwrite: bool = False        # redo inputs whose labels exist
+    overlay: bool = True           # write the overlay PNG montage
+
+
+def _pending(path: str, out_dir: Path, opts: FileOptions) -> Optional[Tuple[str, Path, Volume]]:
+    """(stem, labels path, checked volume) of an input still to do; None when its labels exist
+    and ``opts.overwrite`` is not set."""
+    stem = stem_of(path)
+    labels_path = Path(out_dir) / f"{stem}.labels.nii.gz"
+    if labels_path.exists() and not opts.overwrite:
+        return None
+    return stem, labels_path, check_volume(read_volume(path, slice_space=HU if opts.slice_space in (HU, "hu") else MEDSEG8))
+
+
+def lungs_file(path: str, out_dir: Path, opts: FileOptions = FileOptions(),
+               progress: ProgressCallback = no_progress, cancel: Optional[CancelToken] = None) -> Outputs:
+    """Training-free lungs of one input: labels (1 left, 2 right) and the overlay."""
+    pending = _pending(path, out_dir, opts)
+    if pending is None:
+        return [], {}
+    stem, labels_path, volume = pending
+    labels = segment_lungs(volume, calibration=opts.intensity, progress=progress, cancel=cancel)
+    if not labels.array.any():
+        raise InputError("No lung found: is this a chest CT, and are its intensities right (see --intensity)?")
+    written = []
+    if opts.overlay:
+        written.append(save_overlay(to_hu(volume, opts.intensity), labels, Path(out_dir) / f"{stem}.overlay.png",
+                                    title=stem))
+    written.append(write_labels(labels, labels_path))
+    ml = {side: float((labels.array == value).sum()) * volume.voxel_volume_ml for side, value in (("left", 1), ("right", 2))}
+    return written, {"left lung mL": round(ml["left"], 1), "right lung mL": round(ml["right"], 1)}
+
+
+def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOptions(),
+                 progress: ProgressCallback = no_progress, cancel: Optional[CancelToken] = None) -> Outputs:
+    """Lungs, GGO and consolidation of one input with ``segmenter`` (an ``inference.Segmenter``):
+    labels, report JSON/CSV/HTML, seg.nrrd and overlay; summary columns from the report."""
+    pending = _pending(path, out_dir, opts)
+    if pending is None:
+        return [], {}
+    stem, labels_path, volume = pending
+    out_dir = Path(out_dir)
+    start = time.time()
+    result = segmenter.segment(volume, progress, cancel)
+    check(cancel)
+    report = quantify(result.labels)
+    names = names_for(segmenter.bundle.card["task"])
+    meta = {"input": str(path), "model": segmenter.bundle.name, "model_sha256": segmenter.bundle.card["sha256"],
+            "device": result.device, "slices_segmented": result.slices_run, "seconds": round(time.time() - start, 2),
+            "covidseg": __version__, "spacing_mm": list(volume.spacing), "shape_zyx": list(volume.shape)}
+    written = [write_json({**meta, **report.to_dict()}, out_dir / f"{stem}.report.json"),
+               write_csv(report, out_dir / f"{stem}.report.csv"),
+               write_seg_nrrd(result.labels, out_dir / f"{stem}.seg.nrrd", names=names)]
+    overlay = None
+    if opts.overlay:
+        overlay = save_overlay(to_hu(volume, opts.intensity), result.labels, out_dir / f"{stem}.overlay.png",
+                               title=stem, names=names)
+        written.append(overlay)
+    written.append(write_html(report, out_dir / f"{stem}.report.html", f"COVIDSeg report: {stem}", meta, overlay))
+    written.append(write_labels(result.labels, labels_path))
+    return written, summary_columns(report)
