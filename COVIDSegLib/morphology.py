@@ -24,8 +24,13 @@ def components(mask: np.ndarray, min_voxels: int = 1) -> Tuple[np.ndarray, List[
 
 def small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     """Voxels of the face-connected components of ``mask`` smaller than ``min_voxels``.
-    scipy's labelling: one int32 label image, less memory than SimpleITK's three copies."""
-    labels, n = ndimage.label(mask)
+    scipy's labelling into one uint16 label image (int32 when there are more components): a
+    fraction of the memory of SimpleITK's three 32-bit copies."""
+    try:
+        labels = np.empty(mask.shape, np.uint16)
+        n = ndimage.label(mask, output=labels)
+    except RuntimeError:  # more than 65535 components
+        labels, n = ndimage.label(mask)
     too_small = np.bincount(labels.ravel(), minlength=n + 1) < min_voxels
     too_small[0] = False
     return too_small[labels]

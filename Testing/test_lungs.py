@@ -259,3 +259,17 @@ def test_fill_holes_on_the_bounding_box_equals_whole_slice():
                          for m in mask])
     np.testing.assert_array_equal(morph.fill_holes_per_slice(mask), expected)
     assert expected[1, 10:12, 40:42].all() and not expected[1, 5:8, 49].any() and not expected[2].any()
+
+
+def test_small_components_with_many_components():
+    """uint16 labelling falls back to int32 beyond 65535 components; sizes are face-connected."""
+    from COVIDSegLib.morphology import small_components
+    many = np.zeros((1, 600, 600), bool)
+    many[0, ::2, ::2] = True  # 90000 isolated voxels
+    assert small_components(many, 2).sum() == many.sum()
+    mask = np.zeros((2, 10, 10), bool)
+    mask[0, 1:4, 1:4] = True   # 9 voxels
+    mask[1, 7, 7] = True       # 1 voxel
+    mask[1, 2, 2] = True       # touches the 9 through the face below: 10 voxels
+    small = small_components(mask, 5)
+    assert small.sum() == 1 and small[1, 7, 7]

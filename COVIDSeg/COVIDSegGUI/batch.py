@@ -1,0 +1,82 @@
+"""Batch runs driven by the widget.
+
+Scene volumes go one at a time: each is read and its result written on the main thread (MRML),
+the model runs in the worker (``JobRunner``), one summary row per volume. Folders go wholly to
+the worker through ``SceneProcessor.process_folder``, which touches no MRML; ``folder_inputs``
+says what in a folder is an input.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence, Tuple
+
+from COVIDSegLib.io import SLICE_FORMATS, VOLUME_FORMATS
+from COVIDSegSlicer.processing import CANCELLED, FAILED, OK, SummaryRow
+from COVIDSegSlicer.volume_bridge import volume_from_node
+
+from .job import BackgroundJob, Work, error_message
+
+OUTPUT_SUFFIXES = (".labels.nii.gz", ".seg.nrrd", ".overlay.png")  # what ``covidseg segment`` writes
+INPUT_SUFFIXES = tuple(s for s in (*VOLUME_FORMATS, *SLICE_FORMATS) if s != ".dcm")
+
+
+def folder_inputs(folder: Path) -> List[Path]:
+    """Image files in ``folder`` (not our own outputs) and its subfolders (DICOM series); the
+    folder itself when it holds neither (one DICOM series)."""
+    folder = Path(folder)
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    files = [p for p in entries if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES)
+             and not p.name.lower().endswith(OUTPUT_SUFFIXES)]
+    series = [p for p in entries if p.is_dir()]
+    return files + series or [folder]
+
+
+class SceneBatch:
+    """``next_work()`` -> (title, work) for the worker, ``finish(job)`` when it ends; repeat
+    until ``next_work()`` returns None. ``rows`` is then the summary."""
+
+    def __init__(self, processor, volume_nodes: Sequence, options, show3d: bool = False,
+                 read: Callable = volume_from_node):
+        self.processor, self.options, self.show3d, self._read = processor, options, show3d, read
+        self.pending = list(volume_nodes)
+        self.count = len(self.pending)
+        self.rows: List[SummaryRow] = []
+        self.current = None
+
+    def next_work(self) -> Optional[Tuple[str, Work]]:
+        """Main thread: read the next volume and return the model run on it."""
+        while self.pending:
+            node = self.pending.pop(0)
+            try:
+                volume = self._read(node)
+            except Exception as error:  # an unreadable volume is one failed row
+                self.rows.append(SummaryRow(node.GetName(), FAILED, message=error_message(error)))
+                continue
+            self.current = node
+            title = f"{len(self.rows) + 1}/{self.count} {node.GetName()}"
+            return title, lambda progress, cancel: self.processor.compute(volume, self.options, progress, cancel)
+        return None
+
+    def finish(self, job: BackgroundJob) -> SummaryRow:
+        """Main thread: add the volume's segmentation and report to the scene, or record why not;
+        after a cancel the remaining volumes are not started."""
+        node, self.current = self.current, None
+        name, error = node.GetName(), job.error
+        if error is None:
+            try:
+                segmentation, table = self.processor.apply_result(node, job.result, show3d=self.show3d)
+            except Exception as apply_error:  # apply_result has left the scene as it was
+                error = apply_error
+            else:
+                report = job.result.report
+                row = SummaryRow(name, OK, job.result.seconds, report.grade, report.both_involvement_percent,
+                                 report.total_severity_score, outputs=(segmentation.GetID(), table.GetID()))
+        if error is not None:
+            cancelled = job.cancelled
+            row = SummaryRow(name, CANCELLED if cancelled else FAILED, job.elapsed,
+                             message="" if cancelled else error_message(error))
+        self.rows.append(row)
+        if job.cancelled:
+            self.rows += [SummaryRow(n.GetName(), CANCELLED, message="not started") for n in self.pending]
+            self.pending = []
+        return row

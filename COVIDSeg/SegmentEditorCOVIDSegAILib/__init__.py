@@ -1,0 +1,4 @@
+"""The COVIDSeg AI Segment Editor effect (registered by SegmentEditorCOVIDSegAI.py)."""
+from .SegmentEditorEffect import SegmentEditorEffect
+
+__all__ = ["SegmentEditorEffect"]
