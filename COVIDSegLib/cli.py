@@ -72,7 +72,8 @@ def _tqdm_progress(bar: Optional[tqdm]) -> Callable[[int, int, str], None]:
         if bar is not None:
             bar.total = total
             bar.n = done
-            bar.set_postfix_str(message, refresh=True)
+            bar.set_postfix_str(message, refresh=False)
+            bar.update(0)  # redraws, respecting the bar's delay and minimum interval
     return progress
 
 
