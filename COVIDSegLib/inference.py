@@ -101,8 +101,10 @@ class Segmenter:
         to_model_space = partial(_medseg8_slices, space=volume.space, calibration=calibration)
         probs = ({int(v): np.zeros(stored.shape, np.uint8) for v in self.class_values[1:]}
                  if opts.keep_probabilities else None)
-        infection, run = self._infection(stored, to_model_space, lung_lps, probs, progress, cancel)
-        infection = self._postprocess(infection, lung_lps, lps_spacing_zyx(volume))
+        spacing = lps_spacing_zyx(volume)
+        margin_px = int(round(opts.lung_margin_mm / min(spacing[1], spacing[2])))
+        infection, run = self._infection(stored, to_model_space, lung_lps, margin_px, probs, progress, cancel)
+        infection = self._postprocess(infection, lung_lps, spacing, margin_px)
         labels = np.ascontiguousarray(from_lps(compose(lung_lps, infection), volume))
         if probs is not None:
             probs = {v: np.ascontiguousarray(from_lps(p, volume)) for v, p in probs.items()}
@@ -110,10 +112,11 @@ class Segmenter:
         return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs)
 
     def _infection(self, stored: np.ndarray, to_model_space: Callable[[np.ndarray], np.ndarray],
-                   lungs: np.ndarray, probs: Optional[Dict[int, np.ndarray]], progress: ProgressCallback,
-                   cancel: Optional[CancelToken]) -> Tuple[np.ndarray, int]:
+                   lungs: np.ndarray, margin_px: int, probs: Optional[Dict[int, np.ndarray]],
+                   progress: ProgressCallback, cancel: Optional[CancelToken]) -> Tuple[np.ndarray, int]:
         """Per-voxel label values (0, 3, 4) of the model on slices with lung, chunk by chunk;
-        fills ``probs`` (label value -> uint8 map) when given."""
+        fills ``probs`` (label value -> uint8 map) when given. Labels are computed within the
+        slice's lung box widened by the margin only: post-processing removes all else anyway."""
         out = np.zeros(stored.shape, np.uint8)
         todo = np.flatnonzero(lungs.reshape(len(lungs), -1).any(axis=1))
         chunk = max(self.batch_size, 32)
@@ -125,17 +128,21 @@ class Segmenter:
             for i, (z, (_, geom)) in enumerate(zip(zs, prepared)):
                 if head is not None and head[i] < self.options.empty_threshold:
                     continue
-                full = restore(probabilities[i], geom)
-                out[z] = self.class_values[full.argmax(axis=0)]
                 if probs is not None:
+                    full = restore(probabilities[i], geom)
+                    out[z] = self.class_values[full.argmax(axis=0)]
                     for index, value in enumerate(self.class_values[1:], start=1):
                         probs[int(value)][z] = np.rint(full[index] * 255.0).astype(np.uint8)
+                else:
+                    _, rows, cols = morph.bounding_box(lungs[z][None], margin_px)
+                    out[z][rows, cols] = self.class_values[restore(probabilities[i], geom, (rows, cols)).argmax(axis=0)]
             progress(1 + (done + len(zs)) / max(1, len(todo)), 3, f"slice {done + len(zs)}/{len(todo)}")
         return out, len(todo)
 
-    def _postprocess(self, infection: np.ndarray, lungs: np.ndarray, spacing: Tuple[float, float, float]) -> np.ndarray:
-        """Keep infection within the in-plane-dilated lungs; drop islands under min_component_mm3."""
-        margin_px = int(round(self.options.lung_margin_mm / min(spacing[1], spacing[2])))
+    def _postprocess(self, infection: np.ndarray, lungs: np.ndarray, spacing: Tuple[float, float, float],
+                     margin_px: int) -> np.ndarray:
+        """Keep infection within the lungs dilated in-plane by ``margin_px``; drop islands under
+        min_component_mm3."""
         infection = infection.copy()
         outside = (infection > 0) & (lungs == 0)
         if outside.any():  # the margin only matters around infection outside the lungs

@@ -438,11 +438,14 @@ def letterbox(image: np.ndarray, size: int, order: int = 1, pad_value: float = 0
 
 
 def unletterbox(array: np.ndarray, info: LetterboxInfo, order: int = 1,
-                antialias: bool = True) -> np.ndarray:
+                antialias: bool = True, window: Optional[Tuple[slice, slice]] = None) -> np.ndarray:
     """Inverse of ``letterbox``: drop the padding and resize back to the original (y, x) shape.
 
     Works on (size, size) or (n, size, size); ``order`` 0 for labels, 1 for probabilities.
+    ``window`` (row and column slices of the original shape, with explicit bounds) computes
+    only that part: the same samples, fewer of them.
     """
+    rows, cols = window or (slice(0, info.shape[0]), slice(0, info.shape[1]))
     a = np.asarray(array)
     planes = _planes(a)
     if planes.shape[1:] != (info.size, info.size):
@@ -450,11 +453,12 @@ def unletterbox(array: np.ndarray, info: LetterboxInfo, order: int = 1,
     content = planes[:, info.top:info.top + info.height, info.left:info.left + info.width]
     h, w = info.shape
     if (h, w) == (info.size, info.size):
-        out = _unchanged(content, order)
+        out = _unchanged(content[:, rows, cols], order)
     else:
         # Centres aligned: original pixel i lies at content coordinate
         # (m - 1) / 2 + (i - (n - 1) / 2) / scale.
-        origin = tuple(((m - 1) / 2.0 - (n - 1) / 2.0 / info.scale)
-                       for n, m in ((h, info.height), (w, info.width)))
-        out = _resize_planes(content, (h, w), 1.0 / info.scale, origin, order, antialias)
+        origin = tuple(((m - 1) / 2.0 + (start - (n - 1) / 2.0) / info.scale)
+                       for n, m, start in ((h, info.height, rows.start), (w, info.width, cols.start)))
+        size = (rows.stop - rows.start, cols.stop - cols.start)
+        out = _resize_planes(content, size, 1.0 / info.scale, origin, order, antialias)
     return out[0] if a.ndim == 2 else out

@@ -8,7 +8,7 @@ scale 0..255 to 0..1 -> CLAHE (optional). ``restore`` inverts the geometry of a
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -76,11 +76,19 @@ def prepare_labels(labels: np.ndarray, geometry: SliceGeometry) -> np.ndarray:
     return out
 
 
-def restore(prob: np.ndarray, geometry: SliceGeometry) -> np.ndarray:
-    """(C, size, size) probabilities -> (C, y, x) on the full slice (0 outside the crop box)."""
+def restore(prob: np.ndarray, geometry: SliceGeometry,
+            window: Optional[Tuple[slice, slice]] = None) -> np.ndarray:
+    """(C, size, size) probabilities -> (C, y, x) on the full slice (background outside the crop
+    box), or only on ``window`` (row and column slices of the full slice, explicit bounds)."""
     p = np.asarray(prob, dtype=np.float32)
-    inner = unletterbox(p, geometry.letterbox, order=1)
-    full = np.zeros((p.shape[0],) + geometry.shape, dtype=np.float32)
-    full[0] = 1.0  # outside the body box: background
-    full[(slice(None),) + geometry.box.slices[1:]] = inner
-    return full
+    rows, cols = window or (slice(0, geometry.shape[0]), slice(0, geometry.shape[1]))
+    out = np.zeros((p.shape[0], rows.stop - rows.start, cols.stop - cols.start), dtype=np.float32)
+    out[0] = 1.0  # outside the body box: background
+    box = geometry.box
+    y0, y1 = max(rows.start, box.y0), min(rows.stop, box.y1)
+    x0, x1 = max(cols.start, box.x0), min(cols.stop, box.x1)
+    if y0 < y1 and x0 < x1:
+        inner = unletterbox(p, geometry.letterbox, order=1,
+                            window=(slice(y0 - box.y0, y1 - box.y0), slice(x0 - box.x0, x1 - box.x0)))
+        out[:, y0 - rows.start:y1 - rows.start, x0 - cols.start:x1 - cols.start] = inner
+    return out

@@ -159,7 +159,7 @@ def test_postprocess_margin_and_small_components(segmenter):
     infection[1, 30:34, 45:50] = 4   # 15 mm from the lung: removed
     infection[2, 50:52, 15:17] = 3   # 4 voxels = 8 mm^3 < 10 mm^3: removed
     infection[0, 40:44, 12:15] = 3   # 12 voxels = 24 mm^3: kept
-    out = segmenter._postprocess(infection, lungs, (2.0, 1.0, 1.0))
+    out = segmenter._postprocess(infection, lungs, (2.0, 1.0, 1.0), 10)
     assert (out[1, 30:40, 25:38] == 3).all() and (out[0, 40:44, 12:15] == 3).all()
     assert not out[1, 30:34, 45:50].any() and not out[2].any()
     assert infection[1, 30:34, 45:50].all()  # the input is not modified
@@ -202,12 +202,14 @@ def test_cli_batch_summary_table(capsys, tmp_path):
 
 def test_optional_probabilities_agree_with_labels():
     """keep_probabilities returns one uint8 map per class label, in the input geometry; every
-    voxel labelled infection has that class's probability >= 0.5 (2-class model: argmax)."""
-    volume = read_volume(SLICE)
-    plain = Segmenter(load_bundle(MODEL), InferenceOptions(device="cpu")).segment(volume)
-    assert plain.probabilities is None
-    result = Segmenter(load_bundle(MODEL), InferenceOptions(device="cpu", keep_probabilities=True)).segment(volume)
-    np.testing.assert_array_equal(result.labels.array, plain.labels.array)
+    voxel labelled infection has that class's probability >= 0.5 (2-class model: argmax).
+    Without probabilities only the lungs' box is restored: the labels must be the same."""
+    for path in (CT, SLICE):
+        volume = read_volume(path)
+        plain = Segmenter(load_bundle(MODEL), InferenceOptions(device="cpu")).segment(volume)
+        assert plain.probabilities is None
+        result = Segmenter(load_bundle(MODEL), InferenceOptions(device="cpu", keep_probabilities=True)).segment(volume)
+        np.testing.assert_array_equal(result.labels.array, plain.labels.array)
     assert set(result.probabilities) == {3}
     p = result.probabilities[3]
     assert p.dtype == np.uint8 and p.shape == volume.shape

@@ -190,3 +190,18 @@ def test_augment_config_from_dict():
     assert AugmentConfig.from_dict(None) == AugmentConfig()
     with pytest.raises(TypeError):
         AugmentConfig.from_dict({"nonsense": 1})
+
+
+@pytest.mark.parametrize("window", [(slice(100, 300), slice(50, 400)), (slice(0, 512), slice(0, 512)),
+                                    (slice(0, 40), slice(0, 512)), (slice(480, 512), slice(490, 512))])
+def test_restore_on_a_window_equals_the_full_restore(window):
+    """Restoring only a window of the slice (inference: the lungs' box) gives the same values as
+    the whole slice restored and then cut, inside and outside the body box."""
+    rng = np.random.default_rng(0)
+    image = np.zeros((512, 512), np.float32)
+    image[60:470, 30:500] = rng.uniform(100, 250, (410, 470))  # a "body" smaller than the slice
+    _, geometry = prepare(image, InputSpec(size=128))
+    assert geometry.box.y0 > 0 and geometry.box.y1 < 512
+    prob = rng.random((3, 128, 128)).astype(np.float32)
+    full = restore(prob, geometry)
+    np.testing.assert_allclose(restore(prob, geometry, window), full[(slice(None),) + window], atol=1e-5)
