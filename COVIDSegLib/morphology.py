@@ -7,6 +7,7 @@ from typing import List, Tuple
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
 
 
 def _img(mask: np.ndarray) -> sitk.Image:
@@ -41,17 +42,14 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == 1 if sizes else np.zeros(mask.shape, bool)
 
 
+_INPLANE_CROSS = np.zeros((3, 3, 3), bool)
+_INPLANE_CROSS[1] = ndimage.generate_binary_structure(2, 1)
+
+
 def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
-    """Fill 2D holes in every axial slice of a (z, y, x) mask. Each slice is filled on its
-    bounding box padded with one background pixel (exact: background outside the box is
-    connected to the image border)."""
-    out = np.zeros(mask.shape, bool)
-    for z in range(mask.shape[0]):
-        if mask[z].any():
-            _, ys, xs = bounding_box(mask[z][None])
-            padded = np.pad(mask[z][ys, xs], 1)
-            out[z][ys, xs] = sitk.GetArrayFromImage(sitk.BinaryFillhole(_img(padded)))[1:-1, 1:-1] > 0
-    return out
+    """Fill 2D holes in every axial slice of a (z, y, x) mask (face connectivity, as
+    ``sitk.BinaryFillhole`` per slice): one scipy call with an in-plane structuring element."""
+    return ndimage.binary_fill_holes(np.asarray(mask, bool), structure=_INPLANE_CROSS)
 
 
 def largest_per_slice(mask: np.ndarray) -> np.ndarray:
@@ -127,47 +125,33 @@ def nearest_label(mask: np.ndarray, seeds: List[np.ndarray], spacing) -> np.ndar
 
 
 def convex_hull_2d(mask: np.ndarray) -> np.ndarray:
-    """Filled convex hull of a 2D mask (pixel centres), computed on its bounding box."""
-    rows = np.flatnonzero(mask.any(axis=1))
+    """Filled convex hull of a 2D mask: every pixel whose centre lies in the closed convex
+    polygon of the mask's pixel centres (qhull on each row's outermost pixels, filled row by
+    row), the mask included."""
+    out = np.asarray(mask, bool).copy()
+    rows = np.flatnonzero(out.any(axis=1))
     if rows.size == 0:
-        return np.zeros(mask.shape, bool)
-    pts = []
-    for r in rows:  # the leftmost and rightmost pixel of each row hold every hull vertex
-        cols = np.flatnonzero(mask[r])
-        pts += [(cols[0], r), (cols[-1], r)]
-    hull = _monotone_chain(np.array(pts, dtype=float))
-    y0, y1 = rows[0], rows[-1] + 1
-    cols_any = np.flatnonzero(mask.any(axis=0))
-    x0, x1 = cols_any[0], cols_any[-1] + 1
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    inside = np.ones(yy.shape, bool)
-    for (ax, ay), (bx, by) in zip(hull, np.roll(hull, -1, axis=0)):
-        inside &= (bx - ax) * (yy - ay) - (by - ay) * (xx - ax) >= -1e-9
-    out = mask.astype(bool).copy()
-    out[y0:y1, x0:x1] |= inside
+        return out
+    sub = out[rows[0]:rows[-1] + 1]
+    present = sub.any(axis=1)
+    left = np.argmax(sub, axis=1)[present]
+    right = sub.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1)[present]
+    ys = np.flatnonzero(present)
+    points = np.unique(np.concatenate([np.stack([left, ys], 1), np.stack([right, ys], 1)]), axis=0)
+    try:
+        polygon = points[ConvexHull(points).vertices]
+    except QhullError:  # fewer than 3 points or all on one line: the segment between the ends
+        polygon = points[[0, -1]]
+    y = np.arange(sub.shape[0])[:, None].astype(float)
+    (ax, ay), (bx, by) = polygon.T[:, None, :].astype(float), np.roll(polygon, -1, axis=0).T[:, None, :].astype(float)
+    spans = (np.minimum(ay, by) <= y) & (y <= np.maximum(ay, by))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(ay == by, ax, ax + (y - ay) * (bx - ax) / (by - ay))
+    lo = np.where(spans, np.minimum(x, np.where(ay == by, bx, x)), np.inf).min(axis=1)
+    hi = np.where(spans, np.maximum(x, np.where(ay == by, bx, x)), -np.inf).max(axis=1)
+    cols = np.arange(sub.shape[1])
+    sub |= (cols >= np.ceil(lo - 1e-9)[:, None]) & (cols <= np.floor(hi + 1e-9)[:, None])
     return out
-
-
-def _monotone_chain(points: np.ndarray) -> np.ndarray:
-    """Counter-clockwise (in x-right, y-down pixel axes: clockwise on screen) convex hull."""
-    pts = sorted(set(map(tuple, points)))
-    if len(pts) < 3:
-        return np.array(pts)
-
-    def half(seq):
-        chain: list = []
-        for p in seq:
-            while len(chain) >= 2 and _cross(chain[-2], chain[-1], p) <= 0:
-                chain.pop()
-            chain.append(p)
-        return chain
-
-    lower, upper = half(pts), half(reversed(pts))
-    return np.array(lower[:-1] + upper[:-1])
-
-
-def _cross(o, a, b) -> float:
-    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
 
 
 def ball(radius: int) -> np.ndarray:

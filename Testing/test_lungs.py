@@ -246,7 +246,7 @@ def test_opening_inplane_equals_simpleitk(radius):
     assert expected.sum() < mask.sum()
 
 
-def test_fill_holes_on_the_bounding_box_equals_whole_slice():
+def test_fill_holes_per_slice_equals_simpleitk_per_slice():
     import SimpleITK as sitk
     from COVIDSegLib import morphology as morph
     rng = np.random.default_rng(5)
@@ -273,3 +273,49 @@ def test_small_components_with_many_components():
     mask[1, 2, 2] = True       # touches the 9 through the face below: 10 voxels
     small = small_components(mask, 5)
     assert small.sum() == 1 and small[1, 7, 7]
+
+
+def _hull_reference(mask: np.ndarray) -> np.ndarray:
+    """Independent formulation: Andrew's monotone chain on every mask pixel, then the half-plane
+    test of every pixel centre against each hull edge (exact in integers)."""
+    pts = sorted(set((int(x), int(y)) for y, x in zip(*np.nonzero(mask))))
+    if not pts:
+        return np.zeros(mask.shape, bool)
+
+    def cross(o, a, b):
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    def half(seq):
+        chain = []
+        for p in seq:
+            while len(chain) >= 2 and cross(chain[-2], chain[-1], p) <= 0:
+                chain.pop()
+            chain.append(p)
+        return chain
+    hull = pts if len(pts) < 3 else half(pts)[:-1] + half(pts[::-1])[:-1]
+    yy, xx = np.mgrid[:mask.shape[0], :mask.shape[1]]
+    inside = np.ones(mask.shape, bool)
+    for a, b in zip(hull, hull[1:] + hull[:1]):
+        inside &= (b[0] - a[0]) * (yy - a[1]) - (b[1] - a[1]) * (xx - a[0]) >= 0
+    ys, xs = np.nonzero(mask)  # a degenerate (2-vertex) hull is a line: keep its segment
+    inside &= (yy >= ys.min()) & (yy <= ys.max()) & (xx >= xs.min()) & (xx <= xs.max())
+    return inside | mask
+
+
+def test_convex_hull_matches_an_independent_formulation():
+    from COVIDSegLib.morphology import convex_hull_2d
+    rng = np.random.default_rng(11)
+    cases = [rng.random((30, 40)) > 0.97 for _ in range(40)]
+    cases += [np.eye(12, dtype=bool), np.eye(12, dtype=bool)[:, ::-1], np.zeros((5, 6), bool)]
+    line = np.zeros((9, 9), bool)
+    line[2:7, 4] = True
+    single = np.zeros((4, 4), bool)
+    single[1, 2] = True
+    cases += [line, single]
+    from test_preprocess import SAMPLE_CT
+    lungs = segment_lungs(read_volume(SAMPLE_CT)).array
+    cases += [lungs[z] == side for z in range(len(lungs)) for side in (1, 2)]
+    phantom = chest_phantom()
+    cases += [m for m in phantom.lungs["left"][::5] if m.any()]  # the blob's bite included
+    for mask in cases:
+        np.testing.assert_array_equal(convex_hull_2d(mask), _hull_reference(mask))
