@@ -9,7 +9,7 @@ a fresh subprocess (clean peak RSS) with a fixed number of torch threads:
 * lungmask: ``LMInferer(modelname="R231", modelpath=<random weights>)`` on the same image: the
   R231 U-Net with random weights has the real model's compute and needs no download.
 
-    python benchmarks/bench_pipeline.py --slices 64 --threads 2 [--lungmask-python PATH] [--device cuda]
+    python benchmarks/bench_pipeline.py --slices 64 --threads 2 --repeats 3 [--lungmask-python PATH] [--device cuda]
 Writes docs/BENCHMARKS.md's table rows to stdout and appends the raw figures to benchmarks/results.json.
 """
 from __future__ import annotations
@@ -97,6 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--lungmask-python", default=sys.executable, help="a Python with lungmask installed")
     ap.add_argument("--skip-lungmask", action="store_true")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per pipeline (median reported)")
     ap.add_argument("--model", default="covidseg_multiclass", help="our model bundle")
     ap.add_argument("--worker", choices=["ours", "lungmask"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -111,15 +112,21 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = make_volume(args.slices, Path(tmp) / "bench.nii.gz")
-        for which, python in (("ours", sys.executable), ("lungmask", args.lungmask_python)):
-            if which == "lungmask" and args.skip_lungmask:
-                continue
-            r = run_worker(python, which, path, args, Path(tmp))
+        runs = {}
+        for _ in range(args.repeats):  # alternating, so that slow phases of a noisy machine hit both
+            for which, python in (("ours", sys.executable), ("lungmask", args.lungmask_python)):
+                if which == "lungmask" and args.skip_lungmask:
+                    continue
+                runs.setdefault(which, []).append(run_worker(python, which, path, args, Path(tmp)))
+        for which, results in runs.items():
+            ms = sorted(1000 * r["seconds"] / args.slices for r in results)
             rows.append({"pipeline": which, "slices": args.slices, "threads": args.threads, "device": args.device,
-                         "ms_per_slice": 1000 * r["seconds"] / args.slices, **r})
+                         "ms_per_slice": float(np.median(ms)), "ms_per_slice_runs": ms,
+                         "peak_rss_mb": max(r["peak_rss_mb"] for r in results)})
     machine = f"{platform.machine()}, {args.threads} torch threads"
     for r in rows:
-        print(f"| {r['pipeline']} | {args.slices} | {machine} | {r['device']} | {r['ms_per_slice']:.0f} | "
+        spread = "/".join(f"{m:.0f}" for m in r["ms_per_slice_runs"])
+        print(f"| {r['pipeline']} | {args.slices} | {machine} | {r['device']} | {r['ms_per_slice']:.0f} ({spread}) | "
               f"{r['peak_rss_mb']:.0f} |")
     log = ROOT / "benchmarks" / "results.json"
     runs = json.loads(log.read_text()) if log.exists() else []
