@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .errors import CovidSegError
+from .errors import CovidSegError, user_message
 from .progress import CancelToken, check
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
@@ -36,8 +36,7 @@ def run_batch(inputs: Sequence[str], job: Job, on_row: Optional[Callable[[BatchR
             written, details = job(path)
             row = BatchRow(str(path), DONE if written else SKIPPED, 0.0, written, details)
         except (CovidSegError, MemoryError) as error:
-            message = "not enough memory for this image" if isinstance(error, MemoryError) else str(error)
-            row = BatchRow(str(path), FAILED, 0.0, error=message)
+            row = BatchRow(str(path), FAILED, 0.0, error=user_message(error))
         row.seconds = round(time.perf_counter() - start, 2)
         rows.append(row)
         if on_row is not None:

@@ -12,7 +12,7 @@ from . import __version__
 from .batch import FAILED, BatchRow, format_summary, run_batch
 from .bundle import default_model, load_bundle
 from .cli_models import add_commands as add_model_commands
-from .errors import Cancelled, CovidSegError
+from .errors import Cancelled, CovidSegError, user_message
 from .inference import InferenceOptions, Segmenter
 from .intensity import parse_calibration
 from .io import stem_of
@@ -141,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"covidseg: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # a bug: still one line, no traceback for the user
-        print(f"covidseg: internal error ({type(error).__name__}): {error}", file=sys.stderr)
+        print(f"covidseg: {user_message(error)}", file=sys.stderr)
         return EXIT_FAILED
 
 

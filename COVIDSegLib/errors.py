@@ -18,3 +18,12 @@ class IntensityError(CovidSegError):
 
 class Cancelled(CovidSegError):
     """The user cancelled a long-running operation."""
+
+
+def user_message(error: BaseException) -> str:
+    """One line for the user: a project error's own message, memory, or what went wrong (a bug)."""
+    if isinstance(error, CovidSegError):
+        return str(error)
+    if isinstance(error, MemoryError):
+        return "not enough memory for this image"
+    return f"internal error ({type(error).__name__}): {error}"

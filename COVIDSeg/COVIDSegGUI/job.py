@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Callable, Optional, Tuple
 
-from COVIDSegLib.errors import Cancelled, CovidSegError
+from COVIDSegLib.errors import Cancelled, user_message
 from COVIDSegLib.progress import CancelToken, ProgressCallback
 
 Work = Callable[[ProgressCallback, CancelToken], Any]
@@ -86,10 +86,4 @@ def format_elapsed(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-def error_message(error: BaseException) -> str:
-    """One line for the user: a project error's own message, else what went wrong."""
-    if isinstance(error, CovidSegError):
-        return str(error)
-    if isinstance(error, MemoryError):
-        return "not enough memory for this image"
-    return f"internal error ({type(error).__name__}): {error}"
+error_message = user_message  # one line for the user (COVIDSegLib.errors.user_message)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from COVIDSegLib import batch
 from COVIDSegLib.pipeline import FileOptions, segment_file
 from COVIDSegLib.bundle import default_model, load_bundle
-from COVIDSegLib.errors import Cancelled, CovidSegError
+from COVIDSegLib.errors import Cancelled, CovidSegError, user_message
 from COVIDSegLib.inference import InferenceOptions, Segmenter
 from COVIDSegLib.io import stem_of
 from COVIDSegLib.predict2d import pick_device
@@ -93,7 +93,7 @@ class SummaryRow:
 def _internal_error(error: Exception) -> CovidSegError:
     """A bug as a one-line project error (so the batch goes on); the traceback goes to the log."""
     log.exception("COVIDSeg failed")
-    return CovidSegError(f"internal error ({type(error).__name__}): {error}")
+    return CovidSegError(user_message(error))
 
 
 def _batch_progress(progress: ProgressCallback, index: int, count: int, name: str) -> ProgressCallback:
