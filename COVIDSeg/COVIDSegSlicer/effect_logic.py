@@ -108,6 +108,18 @@ def replaced(current: np.ndarray, preview: np.ndarray, scope: np.ndarray) -> np.
     return np.where(scope, preview, current)
 
 
+def fill_modifier(modifier, segmentation_node, segment_id: str, mask_image, mode: str = "replace",
+                  scope_image=None) -> None:
+    """Put ``mask_image`` (any grid) into the modifier labelmap; for "replace" with a
+    ``scope_image``, the segment's current voxels are kept outside the scope."""
+    new = image_array(resample_to(mask_image, modifier)) > 0
+    if mode == "replace" and scope_image is not None:
+        scope = image_array(resample_to(scope_image, modifier)) > 0
+        new = replaced(segment_mask_on(segmentation_node, segment_id, modifier), new, scope)
+    image_array(modifier)[:] = new
+    modifier.Modified()
+
+
 def editor_logic_available() -> bool:
     return hasattr(slicer, "vtkSlicerSegmentEditorLogic")
 
@@ -145,12 +157,7 @@ def apply_mask_to_segment(editor_logic, mask_image, mode: str = "replace", segme
     if not editor_logic.ResetModifierLabelmapToDefault():
         raise RuntimeError("the Segment Editor has no geometry: select a source volume")
     modifier = editor_logic.GetModifierLabelmap()
-    new = image_array(resample_to(mask_image, modifier)) > 0
-    if mode == "replace" and scope_image is not None:
-        scope = image_array(resample_to(scope_image, modifier)) > 0
-        new = replaced(segment_mask_on(segmentation_node, segment_id, modifier), new, scope)
-    image_array(modifier)[:] = new
-    modifier.Modified()
+    fill_modifier(modifier, segmentation_node, segment_id, mask_image, mode, scope_image)
     logic_class = slicer.vtkSlicerSegmentEditorLogic
     operation = {"replace": logic_class.ModificationModeSet, "add": logic_class.ModificationModeAdd,
                  "remove": logic_class.ModificationModeRemove}[mode]

@@ -246,8 +246,8 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
 
     # ------------------------------------------------------------------ apply / cancel
     def onApply(self):
-        from COVIDSegSlicer.effect_logic import replaced
-        from COVIDSegSlicer.volume_bridge import image_array, image_on_volume_grid, resample_to, segment_mask_on
+        from COVIDSegSlicer.effect_logic import fill_modifier
+        from COVIDSegSlicer.volume_bridge import image_on_volume_grid
 
         editorNode = self.scriptedEffect.parameterSetNode()
         segmentId = editorNode.GetSelectedSegmentID()
@@ -257,13 +257,9 @@ class SegmentEditorEffect(AbstractScriptedSegmentEditorEffect):
             return
         sourceNode, mask, region = self._preview
 
-        def onModifier(array):  # a mask on the source volume's grid -> on the modifier labelmap's
-            return image_array(resample_to(image_on_volume_grid(sourceNode, array), modifier)) > 0
-
         # Inside the scope the segment becomes the preview; outside it, it stays as it is.
-        image_array(modifier)[:] = replaced(segment_mask_on(editorNode.GetSegmentationNode(), segmentId, modifier),
-                                            onModifier(mask), onModifier(region))
-        modifier.Modified()
+        fill_modifier(modifier, editorNode.GetSegmentationNode(), segmentId, image_on_volume_grid(sourceNode, mask),
+                      "replace", image_on_volume_grid(sourceNode, region))
         self.scriptedEffect.saveStateForUndo()
         self.scriptedEffect.modifySelectedSegmentByLabelmap(modifier, slicer.qSlicerSegmentEditorAbstractEffect.ModificationModeSet)
         self._discardPreview()
