@@ -57,7 +57,7 @@ def segment_lungs(
         return volume.with_array(_segment_grid(to_hu(volume, calibration), params, progress, cancel))
     # resample the stored voxels first (slab by slab): no full-size float copy of a large volume
     calibration = resolve_calibration(volume, calibration)
-    coarse, info = resample_inplane(volume, params.working_pixel_mm, "linear")
+    coarse, info = resample_inplane(volume, params.working_pixel_mm, "linear", keep_dtype=False)  # unrounded
     hu = to_hu(coarse, calibration)
     labels = coarse.with_array(_segment_grid(hu, params, progress, cancel))
     return volume.with_array(restore_inplane(labels, info, nearest=True).array)

@@ -284,13 +284,14 @@ class ResampleInfo:
 
 
 def resample_inplane(volume: Volume, pixel_size: float, interpolator: str = "linear",
-                     antialias: bool = True) -> Tuple[Volume, ResampleInfo]:
+                     antialias: bool = True, keep_dtype: bool = True) -> Tuple[Volume, ResampleInfo]:
     """Resample x and y to square ``pixel_size`` mm pixels; z (slices) stays untouched.
 
     The new grid covers the same physical extent, centred on the original one (same centre,
     same direction; the number of pixels is the rounded extent / ``pixel_size``). Smooth
     interpolators are preceded by Gaussian anti-aliasing when downsampling. The dtype is
-    kept: integers are interpolated in float and rounded, bool masks thresholded at 0.5.
+    kept: integers are interpolated in float and rounded, bool masks thresholded at 0.5 (with
+    ``keep_dtype=False`` a smooth interpolator returns its float32 values unrounded).
     ``interpolator``: nearest, linear, bspline or label_gaussian.
     """
     if not pixel_size > 0:
@@ -306,7 +307,7 @@ def resample_inplane(volume: Volume, pixel_size: float, interpolator: str = "lin
     new_origin = tuple(float(o) for o in
                        np.asarray(volume.origin, float) + volume.direction_matrix @ shift)
     factors = (pixel_size / spacing[0], pixel_size / spacing[1]) if antialias else None
-    out_arr = _resample_slabs(volume, new_size, new_spacing, new_origin, interpolator, factors)
+    out_arr = _resample_slabs(volume, new_size, new_spacing, new_origin, interpolator, factors, keep_dtype)
     result = Volume(out_arr, new_spacing, new_origin,
                     tuple(volume.direction), volume.space, volume.is_slice, dict(volume.meta))
     info = ResampleInfo(tuple(size), tuple(volume.spacing), tuple(volume.origin),
@@ -335,7 +336,8 @@ def restore_inplane(resampled: Volume, info: ResampleInfo, nearest: bool = False
 
 
 def _resample_slabs(volume: Volume, size, spacing, origin, interpolator: str,
-                    antialias_xy: Optional[Tuple[float, float]], slab: int = 32) -> np.ndarray:
+                    antialias_xy: Optional[Tuple[float, float]], keep_dtype: bool = True,
+                    slab: int = 32) -> np.ndarray:
     """In-plane resampling of ``volume`` onto the grid (size, spacing, origin; same direction and
     slices), ``slab`` slices at a time so that a large volume never needs a full float copy.
     ``antialias_xy``: downsampling factors for the Gaussian pre-filter (None: none)."""
@@ -351,7 +353,9 @@ def _resample_slabs(volume: Volume, size, spacing, origin, interpolator: str,
         source = _antialias(image, antialias_xy) if antialias_xy and smooth else image
         part = _resample(source, (size[0], size[1], len(arr)), spacing, tuple(np.asarray(origin, float) + z0 * step),
                          volume.direction, _INTERPOLATORS[interpolator], _smooth_type(image, smooth))
-        part = _cast_back(sitk.GetArrayFromImage(part), volume.array.dtype, was_bool)
+        part = sitk.GetArrayFromImage(part)
+        if keep_dtype or was_bool:
+            part = _cast_back(part, volume.array.dtype, was_bool)
         if out is None:
             out = np.empty((volume.shape[0],) + part.shape[1:], part.dtype)
         out[z0:z0 + len(part)] = part

@@ -319,3 +319,22 @@ def test_convex_hull_matches_an_independent_formulation():
     cases += [m for m in phantom.lungs["left"][::5] if m.any()]  # the blob's bite included
     for mask in cases:
         np.testing.assert_array_equal(convex_hull_2d(mask), _hull_reference(mask))
+
+
+@pytest.mark.parametrize("name", ["lungmask_chest_ct_2slices.nii.gz", "medseg_0000.png"])
+def test_resampling_stored_voxels_first_gives_the_same_lungs(name):
+    """segment_lungs resamples the stored voxels (slab by slab, unrounded) and converts the coarse
+    grid to HU, instead of converting the whole volume first: the same lungs."""
+    from pathlib import Path
+    from COVIDSegLib.lungs import _segment_grid
+    from COVIDSegLib.preprocess import resample_inplane, restore_inplane
+    from COVIDSegLib.progress import no_progress
+    volume = read_volume(Path(__file__).resolve().parents[1] / "Resources" / "Samples" / name)
+    if name.endswith(".png"):
+        volume.spacing = (0.7, 0.7, 1.0)  # a fine grid, so that the working grid is used
+    params = LungParams()
+    coarse, info = resample_inplane(to_hu(volume), params.working_pixel_mm, "linear")
+    expected = restore_inplane(coarse.with_array(_segment_grid(coarse, params, no_progress, None)), info, nearest=True)
+    lungs = segment_lungs(volume).array
+    np.testing.assert_array_equal(lungs, expected.array)
+    assert (lungs == LEFT_LUNG).any() and (lungs == RIGHT_LUNG).any()
