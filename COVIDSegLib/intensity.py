@@ -23,7 +23,6 @@ MEDSEG_WINDOW_HI_HU = 146.0
 MEDSEG_WINDOW_UNCERTAINTY_HU = 40.0
 
 
-
 def hu_to_medseg8(hu: np.ndarray) -> np.ndarray:
     """HU -> MedSeg 8-bit intensities (float32, clipped to 0..255, not rounded)."""
     scale = 255.0 / (MEDSEG_WINDOW_HI_HU - MEDSEG_WINDOW_LO_HU)
@@ -57,10 +56,16 @@ def _share(a: np.ndarray, lo: float, hi: float) -> float:
     return float(np.count_nonzero((a >= lo) & (a <= hi))) / max(a.size, 1)
 
 
+def _smoothed_histogram(values: np.ndarray, rng: Tuple[float, float],
+                        bin_width: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Histogram of ``values`` in ``bin_width`` bins over ``rng``, smoothed over 3 bins; its edges."""
+    hist, edges = np.histogram(values, bins=np.arange(rng[0], rng[1] + bin_width, bin_width))
+    return np.convolve(hist, np.ones(3) / 3.0, mode="same"), edges
+
+
 def _has_peak(a: np.ndarray, peak: Tuple[float, float], span: Tuple[float, float], bin_width: float) -> bool:
     """A histogram peak in ``peak`` at least twice the median bin of ``span`` (noise has none)."""
-    hist, edges = np.histogram(a, bins=np.arange(span[0], span[1] + bin_width, bin_width))
-    smooth = np.convolve(hist, np.ones(3) / 3.0, mode="same")
+    smooth, edges = _smoothed_histogram(a, span, bin_width)
     centres = (edges[:-1] + edges[1:]) / 2
     inside = (centres >= peak[0]) & (centres <= peak[1])
     return bool(inside.any() and smooth[inside].max() >= 2.0 * max(np.median(smooth), 1.0))
@@ -102,16 +107,23 @@ def detect_space(array: np.ndarray) -> str:
     raise _refuse(sample)
 
 
+def _auto_space(volume: Volume) -> str:
+    """The space ``auto`` means: detected for a volume; a slice's space is declared on reading
+    (``read_volume``'s ``slice_space``) and only checked (IntensityError when it is wrong)."""
+    if not volume.is_slice:
+        return detect_space(volume.array)
+    sample = _sample(volume.array)
+    if not (looks_medseg8 if volume.space == MEDSEG8 else looks_hu)(sample):
+        raise _refuse(sample, "8-bit MedSeg" if volume.space == MEDSEG8 else "Hounsfield units")
+    return volume.space
+
+
 def to_hu(volume: Volume, calibration: str = "auto") -> Volume:
     """The volume in HU (float32), through the detected or declared calibration."""
     kind, coeffs = parse_calibration(calibration)
     if kind == "linear":
         return volume.with_array(np.asarray(volume.array, np.float32) * coeffs[0] + coeffs[1], space=HU)
-    space = detect_space(volume.array) if kind == "auto" and not volume.is_slice else kind
-    if kind == "auto" and volume.is_slice:  # a slice's space is declared on reading: check it
-        space, check = volume.space, (looks_medseg8 if volume.space == MEDSEG8 else looks_hu)
-        if not check(_sample(volume.array)):
-            raise _refuse(_sample(volume.array), "8-bit MedSeg" if space == MEDSEG8 else "Hounsfield units")
+    space = _auto_space(volume) if kind == "auto" else kind
     if space == MEDSEG8:
         return volume.with_array(medseg8_to_hu(volume.array), space=HU)
     return volume.with_array(np.asarray(volume.array, np.float32), space=HU)
@@ -123,10 +135,7 @@ def resolve_calibration(volume: Volume, calibration: str = "auto") -> str:
     kind, _ = parse_calibration(calibration)
     if kind != "auto":
         return calibration
-    if volume.is_slice:
-        to_hu(volume, calibration)  # checks the declared space (raises when it is wrong)
-        return MEDSEG8 if volume.space == MEDSEG8 else "hu"
-    return MEDSEG8 if detect_space(volume.array) == MEDSEG8 else "hu"
+    return MEDSEG8 if _auto_space(volume) == MEDSEG8 else "hu"
 
 
 def to_medseg8(volume: Volume, calibration: str = "auto") -> Volume:
@@ -159,11 +168,9 @@ def tissue_peaks(
 
 def _mode(values: np.ndarray, rng: Tuple[float, float], bin_width: float) -> float:
     """Histogram mode in ``rng`` after light smoothing (3 bins); NaN unless a true interior peak."""
-    edges = np.arange(rng[0], rng[1] + bin_width, bin_width)
-    hist, _ = np.histogram(values, bins=edges)
-    if hist.sum() == 0:
+    smooth, edges = _smoothed_histogram(values, rng, bin_width)
+    if not smooth.any():  # no value in range (every bin counts in its own smoothed bin)
         return float("nan")
-    smooth = np.convolve(hist, np.ones(3) / 3.0, mode="same")
     i = int(np.argmax(smooth))
     if i < 2 or i > len(smooth) - 3:
         return float("nan")

@@ -25,6 +25,7 @@ import SimpleITK as sitk
 
 from . import labels as label_defs
 from .errors import CovidSegError, InputError
+from .morphology import bounding_box
 from .validate import check_finite, check_geometry, check_size, shape_text
 from .volume import HU, MEDSEG8, Volume
 
@@ -342,11 +343,8 @@ def _extent(mask: np.ndarray) -> str:
     """Slicer's "x0 x1 y0 y1 z0 z1" voxel extent of a (z, y, x) mask; "0 -1 0 -1 0 -1" if empty."""
     if not mask.any():
         return "0 -1 0 -1 0 -1"
-    bounds = []
-    for axis in (2, 1, 0):  # x, y, z
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        bounds += [int(hit[0]), int(hit[-1])]
-    return " ".join(map(str, bounds))
+    z, y, x = bounding_box(mask)
+    return " ".join(str(b) for s in (x, y, z) for b in (s.start, s.stop - 1))
 
 
 def _segment_fields(index: int, value: int, name: str, color: RGB,

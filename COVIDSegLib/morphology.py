@@ -1,5 +1,5 @@
-"""Binary-mask helpers (SimpleITK, and scipy.ndimage where it is several times faster on 2D
-slices) used by the body crop, the lung and the post-processing steps."""
+"""Binary-mask helpers (SimpleITK, and numpy/scipy.ndimage equivalents of its filters where they
+are several times faster) used by the body crop, the lung and the post-processing steps."""
 from __future__ import annotations
 
 from typing import List, Tuple
@@ -37,11 +37,6 @@ def small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     return too_small[labels]
 
 
-def largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, sizes = components(mask)
-    return labels == 1 if sizes else np.zeros(mask.shape, bool)
-
-
 _INPLANE_CROSS = np.zeros((3, 3, 3), bool)
 _INPLANE_CROSS[1] = ndimage.generate_binary_structure(2, 1)
 
@@ -57,7 +52,7 @@ def largest_per_slice(mask: np.ndarray) -> np.ndarray:
     out = np.zeros(mask.shape, bool)
     for z in range(mask.shape[0]):
         if mask[z].any():
-            out[z] = largest_component(mask[z][None])[0]
+            out[z] = largest_face_component(mask[z])
     return out
 
 
@@ -85,16 +80,24 @@ def opening_inplane(mask: np.ndarray, radius_px: int) -> np.ndarray:
 
 
 def erode_inplane(mask: np.ndarray, radius_px: int) -> np.ndarray:
-    return sitk.GetArrayFromImage(sitk.BinaryErode(_img(mask), [radius_px, radius_px, 0], sitk.sitkBall)) > 0
+    """Binary erosion of a (z, y, x) mask with an in-plane ball (``sitk.BinaryErode`` with
+    radius [r, r, 0]), computed on the mask's bounding box plus one background pixel."""
+    if radius_px <= 0 or not np.any(mask):
+        return np.array(mask, bool)
+    out = np.zeros(mask.shape, bool)
+    box = bounding_box(mask, 1)
+    out[box] = erode_2d(mask[box], radius_px)
+    return out
 
 
 def dilate_inplane(mask: np.ndarray, radius_px: int) -> np.ndarray:
-    """Binary dilation with an in-plane ball, computed on the mask's bounding box plus the radius."""
+    """Binary dilation of a (z, y, x) mask with an in-plane ball (``sitk.BinaryDilate`` with
+    radius [r, r, 0]), computed on the mask's bounding box plus the radius."""
     if radius_px <= 0 or not np.any(mask):
         return np.asarray(mask, bool)
     out = np.zeros(mask.shape, bool)
     box = bounding_box(mask, radius_px)
-    out[box] = sitk.GetArrayFromImage(sitk.BinaryDilate(_img(mask[box]), [radius_px, radius_px, 0], sitk.sitkBall)) > 0
+    out[box] = dilate_2d(mask[box], radius_px)
     return out
 
 

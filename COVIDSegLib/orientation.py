@@ -13,10 +13,6 @@ import SimpleITK as sitk
 from .volume import Volume
 
 
-def orientation_code(volume: Volume) -> str:
-    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(volume.direction)
-
-
 @lru_cache(maxsize=64)
 def _lps_axes(direction: tuple) -> Tuple[Tuple[int, int, int], Tuple[bool, bool, bool]]:
     """(permutation of the (z, y, x) axes, flip of each permuted axis) that

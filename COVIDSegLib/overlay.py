@@ -40,8 +40,9 @@ def save_overlay(image_hu: Volume, labels: Volume, path: Path, count: int = 9, t
     for ax, z in zip(axes.ravel(), zs):
         ax.imshow(img[z], cmap="gray", vmin=MEDSEG_WINDOW_LO_HU, vmax=MEDSEG_WINDOW_HI_HU, interpolation="nearest")
         for value, color in COLORS.items():
-            if (lab[z] == value).any():
-                ax.contour(lab[z] == value, levels=[0.5], colors=[color], linewidths=1.2)
+            outline = lab[z] == value
+            if outline.any():
+                ax.contour(outline, levels=[0.5], colors=[color], linewidths=1.2)
         ax.set_title(f"slice {z}", fontsize=9)
         ax.text(0.01, 0.5, "R", color="w", transform=ax.transAxes, fontsize=9)
         ax.text(0.97, 0.5, "L", color="w", transform=ax.transAxes, fontsize=9)

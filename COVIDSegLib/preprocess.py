@@ -296,8 +296,6 @@ def resample_inplane(volume: Volume, pixel_size: float, interpolator: str = "lin
     """
     if not pixel_size > 0:
         raise ValueError(f"pixel_size must be positive, got {pixel_size}")
-    if interpolator not in _INTERPOLATORS:
-        raise ValueError(f"interpolator must be one of {sorted(_INTERPOLATORS)}")
     size, spacing = tuple(reversed(volume.shape)), tuple(volume.spacing)
     new_size = [max(1, int(round(n * s / pixel_size))) for n, s in zip(size[:2], spacing[:2])]
     new_size.append(size[2])
@@ -328,8 +326,6 @@ def restore_inplane(resampled: Volume, info: ResampleInfo, nearest: bool = False
             f"volume grid {grid} / {resampled.spacing} is not the resampled grid "
             f"{info.resampled_size} / {info.resampled_spacing} of this ResampleInfo")
     name = interpolator or ("nearest" if nearest else "linear")
-    if name not in _INTERPOLATORS:
-        raise ValueError(f"interpolator must be one of {sorted(_INTERPOLATORS)}")
     out_arr = _resample_slabs(resampled, info.size, info.spacing, info.origin, name, None)
     return Volume(out_arr, info.spacing, info.origin,
                   info.direction, resampled.space, resampled.is_slice, dict(resampled.meta))
@@ -341,6 +337,8 @@ def _resample_slabs(volume: Volume, size, spacing, origin, interpolator: str,
     """In-plane resampling of ``volume`` onto the grid (size, spacing, origin; same direction and
     slices), ``slab`` slices at a time so that a large volume never needs a full float copy.
     ``antialias_xy``: downsampling factors for the Gaussian pre-filter (None: none)."""
+    if interpolator not in _INTERPOLATORS:
+        raise ValueError(f"interpolator must be one of {sorted(_INTERPOLATORS)}")
     smooth = interpolator in ("linear", "bspline")
     out = None
     step = volume.direction_matrix[:, 2] * volume.spacing[2]
@@ -389,10 +387,14 @@ def _planes(array: np.ndarray) -> np.ndarray:
     return array[None] if array.ndim == 2 else array
 
 
-def _unchanged(planes: np.ndarray, order: int) -> np.ndarray:
-    """Resampling onto the same grid: a copy (float32 for integer input with ``order`` > 0)."""
+def _check_order(order: int) -> None:
     if order not in _ORDERS:
         raise ValueError(f"order must be one of {sorted(_ORDERS)}")
+
+
+def _unchanged(planes: np.ndarray, order: int) -> np.ndarray:
+    """Resampling onto the same grid: a copy (float32 for integer input with ``order`` > 0)."""
+    _check_order(order)
     keep = order == 0 or planes.dtype == bool or np.issubdtype(planes.dtype, np.floating)
     return planes.copy() if keep else planes.astype(np.float32)
 
@@ -401,7 +403,7 @@ def _resize_planes(planes: np.ndarray, out_hw: Tuple[int, int], spacing: float,
                    origin_yx: Tuple[float, float], order: int, antialias: bool) -> np.ndarray:
     """Resample each plane of (n, y, x) ``planes`` (unit pixels, origin 0) onto a grid of
     ``out_hw`` pixels of ``spacing`` whose first pixel centre is at ``origin_yx``."""
-    _unchanged(planes[:0], order)  # validates order
+    _check_order(order)
     arr, was_bool = _sitk_array(planes, order > 0)
     if order > 0 and not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float32)

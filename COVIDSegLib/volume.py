@@ -61,11 +61,7 @@ class Volume:
         )
 
     def to_sitk(self) -> sitk.Image:
-        image = sitk.GetImageFromArray(self.array)
-        image.SetSpacing(tuple(float(s) for s in self.spacing))
-        image.SetOrigin(tuple(float(o) for o in self.origin))
-        image.SetDirection(tuple(float(d) for d in self.direction))
-        return image
+        return self.copy_geometry_to(sitk.GetImageFromArray(self.array))
 
     @classmethod
     def from_sitk(cls, image: sitk.Image, space: str = HU, is_slice: bool = False) -> "Volume":

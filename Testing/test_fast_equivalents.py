@@ -11,10 +11,8 @@ from COVIDSegLib.preprocess import CropBox, body_box, resample_inplane
 from COVIDSegLib.volume import Volume
 
 
-
 def _body_box_sitk(a: np.ndarray, margin: int = 4) -> CropBox:
     """The SimpleITK formulation body_box replicates (Otsu filter, ball erode/dilate, relabel)."""
-    import SimpleITK as sitk
     img = sitk.GetImageFromArray(a.astype(np.float32))
     otsu = sitk.OtsuThresholdImageFilter()
     otsu.SetMaskValue(1)
@@ -43,9 +41,41 @@ def test_body_box_equals_simpleitk_formulation_on_real_slices(shared_data):
         assert body_box(a) == _body_box_sitk(a)
 
 
+def test_largest_per_slice_equals_simpleitk_relabel():
+    """scipy labelling keeps the component SimpleITK's ConnectedComponent + RelabelComponent
+    keeps (face connectivity; equal sizes: the first in raster order), slice by slice."""
+    from COVIDSegLib.morphology import largest_per_slice
+    rng = np.random.default_rng(5)
+    masks = [rng.random((12, 17, 23)) < share for share in (0.2, 0.45, 0.6)]
+    ties = np.zeros((3, 20, 20), bool)  # equal squares, in varying raster order
+    ties[0, 2:4, 12:14] = ties[0, 10:12, 3:5] = True
+    ties[1, 15:17, 1:3] = ties[1, 5:7, 16:18] = ties[1, 9:11, 9:11] = True
+    ties[2, 0:2, 0:2] = ties[2, 18:20, 18:20] = True
+    for mask in masks + [ties]:
+        expected = np.stack([sitk.GetArrayFromImage(sitk.RelabelComponent(sitk.ConnectedComponent(
+            sitk.GetImageFromArray(plane.astype(np.uint8))), sortByObjectSize=True) == 1) > 0
+            for plane in mask])
+        np.testing.assert_array_equal(largest_per_slice(mask), expected)
+
+
+@pytest.mark.parametrize("radius", [1, 2, 4, 7])
+def test_inplane_erode_and_dilate_equal_simpleitk(radius):
+    """erode_inplane / dilate_inplane (separable filters on the mask's bounding box) equal
+    SimpleITK's ball erosion / dilation with radius [r, r, 0], also where the mask touches
+    the image border (outside counts as foreground for the erosion, background for the dilation)."""
+    from COVIDSegLib.morphology import dilate_inplane, erode_inplane
+    rng = np.random.default_rng(radius)
+    for share in (0.5, 0.9, 0.99):
+        mask = rng.random((4, 31, 26)) < share
+        mask[:, 20:] = False  # a box smaller than the image on one side
+        image = sitk.GetImageFromArray(mask.astype(np.uint8))
+        for fast, slow in ((erode_inplane, sitk.BinaryErode), (dilate_inplane, sitk.BinaryDilate)):
+            expected = sitk.GetArrayFromImage(slow(image, [radius, radius, 0], sitk.sitkBall)) > 0
+            np.testing.assert_array_equal(fast(mask, radius), expected)
+
+
 @pytest.mark.parametrize("radius", [1, 2, 3, 5])
 def test_ball_matches_simpleitk_ball(radius):
-    import SimpleITK as sitk
     from COVIDSegLib.morphology import ball
     impulse = np.zeros((2 * radius + 1,) * 2, np.uint8)
     impulse[radius, radius] = 1

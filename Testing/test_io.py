@@ -11,6 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from badinputs import BAD_INPUTS, SPACING, make_2d_nifti
+from test_preprocess import rotation
 from COVIDSegLib import labels as L
 from COVIDSegLib.errors import CovidSegError, InputError
 from COVIDSegLib.io import (
@@ -29,15 +30,6 @@ from COVIDSegLib.volume import HU, MEDSEG8, Volume
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def _rotation(ax: float, ay: float, az: float) -> tuple:
-    """A proper rotation (det +1) from three angles in radians, row-major."""
-    cx, sx, cy, sy, cz, sz = np.cos(ax), np.sin(ax), np.cos(ay), np.sin(ay), np.cos(az), np.sin(az)
-    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return tuple((rz @ ry @ rx).ravel())
-
-
 @pytest.fixture
 def oblique_labels() -> Volume:
     """A label map with all five values, anisotropic spacing, an oblique direction, an offset."""
@@ -48,7 +40,7 @@ def oblique_labels() -> Volume:
         array=array,
         spacing=(0.7, 0.8, 2.5),
         origin=(-120.5, 33.25, 400.75),
-        direction=_rotation(0.3, -0.2, 0.5),
+        direction=rotation(0.5, -0.2, 0.3),
     )
 
 
