@@ -99,15 +99,15 @@ class Segmenter:
         # LPS views of the stored voxels: slices are converted chunk by chunk (bounded memory)
         stored, lung_lps = to_lps(volume.array, volume), to_lps(lungs.array, volume)
         to_model_space = partial(_medseg8_slices, space=volume.space, calibration=calibration)
-        probs = ({int(v): np.zeros(stored.shape, np.uint8) for v in self.class_values[1:]}
+        # probability maps in the input's geometry, filled through their LPS views
+        probs = ({int(v): np.zeros(volume.shape, np.uint8) for v in self.class_values[1:]}
                  if opts.keep_probabilities else None)
+        probs_lps = None if probs is None else {v: to_lps(p, volume) for v, p in probs.items()}
         spacing = lps_spacing_zyx(volume)
         margin_px = int(round(opts.lung_margin_mm / min(spacing[1], spacing[2])))
-        infection, run = self._infection(stored, to_model_space, lung_lps, margin_px, probs, progress, cancel)
+        infection, run = self._infection(stored, to_model_space, lung_lps, margin_px, probs_lps, progress, cancel)
         infection = self._postprocess(infection, lung_lps, spacing, margin_px)
-        labels = np.ascontiguousarray(from_lps(compose(lung_lps, infection), volume))
-        if probs is not None:
-            probs = {v: np.ascontiguousarray(from_lps(p, volume)) for v, p in probs.items()}
+        labels = compose(lungs.array, from_lps(infection, volume))  # in the input's geometry: one copy
         progress(3, 3, "done")
         return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs)
 
@@ -118,7 +118,7 @@ class Segmenter:
         fills ``probs`` (label value -> uint8 map) when given. Labels are computed within the
         slice's lung box widened by the margin only: post-processing removes all else anyway."""
         out = np.zeros(stored.shape, np.uint8)
-        todo = np.flatnonzero(lungs.reshape(len(lungs), -1).any(axis=1))
+        todo = np.flatnonzero(lungs.any(axis=(1, 2)))  # (a reshape would copy a permuted view)
         chunk = max(self.batch_size, 32)
         for done, zs in _chunks(todo, chunk):
             check(cancel)
@@ -160,8 +160,8 @@ class Segmenter:
 def compose(lungs: np.ndarray, infection: np.ndarray) -> np.ndarray:
     """Final label map: lungs 1/2, infection values 3/4 on top (also where the lung masks missed
     it, e.g. dependent consolidation). ``quantify`` gives each infection voxel its side."""
-    labels = lungs.astype(np.uint8).copy()
-    labels[infection > 0] = infection[infection > 0]
+    labels = lungs.astype(np.uint8, order="C")  # a new array
+    np.copyto(labels, infection, where=infection > 0)
     return labels
 
 

@@ -109,7 +109,7 @@ def airway_mask(hu: np.ndarray, candidates: np.ndarray, volume: Volume, params: 
     seed = _trachea_seed(candidates, volume)
     if seed is None:
         return np.zeros(hu.shape, bool)
-    image = sitk.GetImageFromArray(np.where(candidates, hu, 0).astype(np.float32))
+    image = sitk.GetImageFromArray(np.where(candidates, hu, 0).astype(np.float32, copy=False))
     for threshold in params.airway_thresholds_hu:
         grown = sitk.GetArrayFromImage(sitk.ConnectedThreshold(image, [seed], -3000.0, threshold)) > 0
         if grown.sum() * volume.voxel_volume_ml <= params.max_airway_ml:

@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 from . import __version__
 from .errors import InputError
-from .intensity import to_hu
+from .intensity import resolve_calibration, to_hu
 from .io import read_volume, stem_of, write_json, write_labels, write_seg_nrrd
 from .labels import names_for
 from .lungs import segment_lungs
@@ -49,12 +49,13 @@ def lungs_file(path: str, out_dir: Path, opts: FileOptions = FileOptions(),
     if pending is None:
         return [], {}
     stem, labels_path, volume = pending
-    labels = segment_lungs(volume, calibration=opts.intensity, progress=progress, cancel=cancel)
+    calibration = resolve_calibration(volume, opts.intensity)  # detected once, for the lungs and the overlay
+    labels = segment_lungs(volume, calibration=calibration, progress=progress, cancel=cancel)
     if not labels.array.any():
         raise InputError("No lung found: is this a chest CT, and are its intensities right (see --intensity)?")
     written = []
     if opts.overlay:
-        written.append(save_overlay(to_hu(volume, opts.intensity), labels, Path(out_dir) / f"{stem}.overlay.png",
+        written.append(save_overlay(to_hu(volume, calibration), labels, Path(out_dir) / f"{stem}.overlay.png",
                                     title=stem))
     written.append(write_labels(labels, labels_path))
     ml = {side: float((labels.array == value).sum()) * volume.voxel_volume_ml for side, value in (("left", 1), ("right", 2))}

@@ -50,13 +50,10 @@ def _scaled(image8: np.ndarray, spec: InputSpec) -> Tuple[np.ndarray, SliceGeome
     return np.clip(boxed / 255.0, 0.0, 1.0).astype(np.float32), SliceGeometry(tuple(a.shape), box, info)
 
 
-def prepare(image8: np.ndarray, spec: InputSpec, use_clahe: bool = None) -> Tuple[np.ndarray, SliceGeometry]:
-    """(y, x) slice in 0..255 -> ((size, size) float32 in [0, 1], geometry).
-
-    ``use_clahe`` overrides ``spec.clahe``.
-    """
+def prepare(image8: np.ndarray, spec: InputSpec) -> Tuple[np.ndarray, SliceGeometry]:
+    """(y, x) slice in 0..255 -> ((size, size) float32 in [0, 1], geometry)."""
     x, geometry = _scaled(image8, spec)
-    if spec.clahe if use_clahe is None else use_clahe:
+    if spec.clahe:
         x = clahe(x).astype(np.float32)
     return x, geometry
 

@@ -12,7 +12,7 @@ from COVIDSegLib.volume import Volume
 IDENTITY = (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
 
 
-def two_lungs(z: int = 30, spacing=(0.5, 0.5, 2.0), direction=IDENTITY) -> np.ndarray:
+def two_lungs(z: int = 30) -> np.ndarray:
     a = np.zeros((z, 20, 60), np.uint8)
     a[:, 5:15, 2:18] = 2   # right lung: image left (patient's right)
     a[:, 5:15, 42:58] = 1  # left lung, 24 pixels of "mediastinum" away
