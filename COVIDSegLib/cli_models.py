@@ -136,8 +136,7 @@ def _evaluate_model(args: argparse.Namespace):
     spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
     rows = [{"case": r.pop("id"), **class_keyed(r, task)}
             for r in score_model(bundle.model, samples, spec, task, device)]
-    summary = summarise([{k: v for k, v in r.items() if k != "case"} for r in rows])
-    return rows, summary, table_classes(task)
+    return rows, summarise(rows), table_classes(task)
 
 
 def _write_report(rows: List[dict], summary: dict, path: Path) -> None:

@@ -20,7 +20,7 @@ from .predict2d import forward_probabilities, full_size, score_slice
 from .progress import CancelToken, ProgressCallback, no_progress
 from .slice_prep import InputSpec
 from .trainer import Trainer, TrainConfig
-from .training_data import prepare_set
+from .training_data import PreparedSet, prepare_set
 
 
 def kfold(n: int, k: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
@@ -35,10 +35,14 @@ def kfold(n: int, k: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
 
 def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, device) -> List[Dict]:
     """Full-size metric rows (``id`` + metrics) of a model on samples."""
-    data = prepare_set(samples, spec)
+    return score_prepared(model, prepare_set(samples, spec), task, device)
+
+
+def score_prepared(model, data: PreparedSet, task: str, device) -> List[Dict]:
+    """``score_model`` on samples already prepared at the network's input size."""
     probs, _ = forward_probabilities(model, data.images, device)
     return [{"id": s.id, **score_slice(p, s.target, task)}
-            for s, p in zip(samples, full_size(probs, data.geometries))]
+            for s, p in zip(data.samples, full_size(probs, data.geometries))]
 
 
 def cross_validate(cfg: TrainConfig, samples: Sequence[Sample], out_dir: Path, k: int = 5,
@@ -56,10 +60,10 @@ def cross_validate(cfg: TrainConfig, samples: Sequence[Sample], out_dir: Path, k
         test = [samples[j] for j in test_idx]
         fold_dir = out_dir / f"fold{i}"
         trainer = Trainer(cfg, fold_dir, _fold_progress(progress, i, k), cancel)
-        train_set = prepare_set(train, spec, with_alt=cfg.augment.get("clahe", 0) > 0)
-        result = trainer.fit(train_set, prepare_set(test, spec), select_best=False)
+        test_set = prepare_set(test, spec)  # monitored during training, then scored at full size
+        result = trainer.fit(prepare_set(train, spec, with_alt=trainer.aug.clahe > 0), test_set, select_best=False)
         epochs_run.append(len(result.history))
-        rows += [{"fold": i, **r} for r in score_model(result.model, test, spec, cfg.task, trainer.device)]
+        rows += [{"fold": i, **r} for r in score_prepared(result.model, test_set, cfg.task, trainer.device)]
         del trainer, result
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -66,7 +66,7 @@ def evaluate_files(pairs: Sequence[Tuple[Path, Path]], pred_format: str = "label
                    truth_format: str = "binary") -> Tuple[List[dict], Dict[str, Dict[str, float]]]:
     """(rows with ``case`` + metrics, summary mean/sd per metric)."""
     rows = [{"case": stem_of(p), **score_pair(p, t, pred_format, truth_format)} for p, t in pairs]
-    return rows, summarise([{k: v for k, v in r.items() if k != "case"} for r in rows])
+    return rows, summarise(rows)  # the "case" names are not numbers: summarise skips them
 
 
 def format_table(summary: Dict[str, Dict[str, float]], classes: Optional[Sequence[str]] = None) -> str:

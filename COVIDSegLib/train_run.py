@@ -102,7 +102,7 @@ def run_training(cfg: TrainConfig, opts: RunOptions, progress: ProgressCallback 
     train, val = split_validation(samples, opts.val_fraction, cfg.seed)
     spec = InputSpec.from_dict(cfg.input)
     trainer = Trainer(cfg, out / "final", progress, cancel)
-    result = trainer.fit(prepare_set(train, spec, with_alt=cfg.augment.get("clahe", 0) > 0),
+    result = trainer.fit(prepare_set(train, spec, with_alt=trainer.aug.clahe > 0),
                          prepare_set(val, spec) if val else None)
     card = make_card(cfg, opts.data, len(samples), dropped, result.history, cv,
                      compute_description(time.time() - start, trainer.device))

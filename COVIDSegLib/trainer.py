@@ -14,7 +14,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from .augment import AugmentConfig, augment
 from .datasets import check_task, n_classes
@@ -199,13 +199,14 @@ class Trainer:
             x, y = augment(x.to(self.device), y.to(self.device), self.aug, self.gen)
             with torch.autocast(self.device.type, enabled=self.amp):
                 loss = self.loss_fn(x, y)
-            if not torch.isfinite(loss):
+            value = float(loss.detach())  # the step's one device sync: the check and the epoch mean
+            if not math.isfinite(value):
                 raise CovidSegError("training diverged (loss is NaN/inf); lower the learning rate")
             self.opt.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.opt)
             self.scaler.update()
-            total += float(loss.detach()) * len(idx)
+            total += value * len(idx)
             seen += len(idx)
             self.steps += 1
             if self.cfg.max_steps and self.steps >= self.cfg.max_steps:
@@ -220,12 +221,13 @@ class Trainer:
             raise CovidSegError("no training samples left after the quality filter")
         self.out.mkdir(parents=True, exist_ok=True)
         start = self._resume()
-        selecting = bool(select_best and val is not None and len(val))
+        monitoring = val is not None and len(val) > 0
+        selecting = select_best and monitoring
         stopped = False
         for epoch in range(start, self.cfg.epochs):
             row = {"epoch": epoch, "lr": self.opt.param_groups[0]["lr"], "train_loss": self._train_epoch(train)}
             self.sched.step()
-            if val is not None and len(val):
+            if monitoring:
                 self.model.eval()
                 row.update(validate(self.outputs_fn, self.loss_of, val, self.device, self.cfg.batch_size))
             self.history.append(row)
@@ -251,7 +253,6 @@ class Trainer:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}, str(tmp))
 
     def _load_best(self) -> None:
-        from safetensors.torch import load_file
         path = self.out / "best.safetensors"
         if path.exists():
             self.model.load_state_dict(load_file(str(path), device=str(self.device)))

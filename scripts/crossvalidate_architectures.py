@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from COVIDSegLib.crossval import cross_validate
-from COVIDSegLib.datasets import filter_quality, load_medseg, n_classes
+from COVIDSegLib.datasets import load_filtered
 from COVIDSegLib.trainer import TrainConfig
 
 # Reduced widths so that all seven fit the CPU budget; the same for every fold.
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    samples, dropped = filter_quality(load_medseg(args.data, args.task), n_classes(args.task))
+    samples, dropped = load_filtered(args.data, args.task)
     logging.info("%d slices kept, %d dropped %s", len(samples), len(dropped), dropped)
     for name in args.archs.split(","):
         cfg = TrainConfig(task=args.task, model=ARCHITECTURES[name], epochs=args.epochs,

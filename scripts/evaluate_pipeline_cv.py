@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from COVIDSegLib.bundle import ModelBundle
 from COVIDSegLib.crossval import kfold
-from COVIDSegLib.datasets import TASK_CLASS_NAMES, TASK_LABELS, filter_quality, load_medseg
+from COVIDSegLib.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_filtered
 from COVIDSegLib.inference import InferenceOptions, Segmenter
 from COVIDSegLib.metrics import binary_metrics, summarise
 from COVIDSegLib.models.registry import build_model
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(2)
     summary = json.loads((args.runs / "cv_summary.json").read_text())
     cfg = TrainConfig.from_dict(summary["config"])
-    samples, _ = filter_quality(load_medseg(args.data, cfg.task), cfg.n_classes)
+    samples, _ = load_filtered(args.data, cfg.task)
     results = {}
     for margin in (float(m) for m in args.margins.split(",")):
         rows = []
@@ -55,10 +55,9 @@ def main(argv=None) -> int:
                             InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0))
             for j in test_idx:
                 s = samples[j]
-                volume = Volume(s.image[None].astype(np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0),
-                                (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0), MEDSEG8, is_slice=True)
+                volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
                 labels = seg.segment(volume).labels.array[0]
-                rows.append({k: v for k, v in binary_metrics(np.isin(labels, (3, 4)), s.target > 0).items()})
+                rows.append(binary_metrics(np.isin(labels, (3, 4)), s.target > 0))
         results[f"margin_{margin:g}mm"] = summarise(rows)
         m = results[f"margin_{margin:g}mm"]
         print(f"margin {margin:g} mm: Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}, "

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from COVIDSegLib.models.registry import build_model, count_parameters
+from COVIDSegLib.trainer import TrainConfig
 
 COLUMNS = ("dice", "iou", "f1", "sensitivity", "specificity", "precision", "hd95", "tad")
 HEADERS = ("Dice", "IoU", "F1", "Sensitivity", "Specificity", "Precision", "HD95 (px)", "Thr-avg Dice")
@@ -31,8 +32,7 @@ def table(run_dir: Path, prefix: str = "") -> str:
         compute_path = summary_path.parent / "compute.json"
         compute = json.loads(compute_path.read_text()) if compute_path.exists() else {}
         cfg = s["config"]
-        n_classes = 3 if cfg["task"] == "multiclass" else 2
-        params = count_parameters(build_model({**cfg["model"], "in_channels": 1, "out_channels": n_classes}))
+        params = count_parameters(build_model(TrainConfig.from_dict(cfg).model_config()))
         name = f"{cfg['model']['name']} ({', '.join(f'{k} {v}' for k, v in cfg['model'].items() if k != 'name')})"
         minutes = f"{compute['seconds'] / 60:.0f} min" if compute else "?"
         lines.append(f"| {name} | {params / 1e6:.2f} M | "

@@ -30,8 +30,6 @@ class UNet(UNetSkeleton):
     multiples of ``size_multiple`` (= 16) for exact alignment, which ``build_model`` ensures.
     """
 
-    size_multiple: int = 16
-
     def __init__(self, in_channels: int = 1, out_channels: int = 2, base: int = 32,
                  dropout: float = 0.0):
         super().__init__(in_channels=in_channels, out_channels=out_channels, base=base,

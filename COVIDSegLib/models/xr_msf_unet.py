@@ -104,8 +104,6 @@ class XRMSFUNet(UNetSkeleton):
         dropout: ``Dropout2d`` probability after the bottleneck (0 = none).
     """
 
-    size_multiple: int = 16
-
     def __init__(self, in_channels: int = 1, out_channels: int = 2, base: int = 32,
                  msf_levels: Sequence[int] = (0, 1, 2, 3),
                  msf_weights: Tuple[float, float] = (1.0, 1.0), msf_reduction: int = 4,
