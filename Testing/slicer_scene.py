@@ -9,6 +9,7 @@ import numpy as np
 import slicer
 import vtk
 
+from COVIDSegSlicer.rollback import node_ids
 from COVIDSegSlicer.volume_bridge import image_array, vtk_matrix
 
 
@@ -39,7 +40,7 @@ class SlicerEnv:
         return node
 
     def node_ids(self) -> set:
-        return {self.scene.GetNthNode(i).GetID() for i in range(self.scene.GetNumberOfNodes())}
+        return node_ids(self.scene)
 
 
 def _bind(logic, name: str, scene, app_logic):

@@ -8,10 +8,12 @@ says what in a folder is an input.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+from COVIDSegLib import batch as library_batch
 from COVIDSegLib.io import SLICE_FORMATS, VOLUME_FORMATS
-from COVIDSegSlicer.processing import CANCELLED, FAILED, OK, SummaryRow
+from COVIDSegLib.quantify import summary_columns
+from COVIDSegSlicer.processing import SummaryRow, not_started, summary_row
 from COVIDSegSlicer.volume_bridge import volume_from_node
 
 from .job import BackgroundJob, Work, error_message
@@ -31,13 +33,17 @@ def folder_inputs(folder: Path) -> List[Path]:
     return files + series or [folder]
 
 
+def _failed(name: str, seconds: float, error: BaseException) -> library_batch.BatchRow:
+    return library_batch.BatchRow(name, library_batch.FAILED, seconds, error=error_message(error))
+
+
 class SceneBatch:
     """``next_work()`` -> (title, work) for the worker, ``finish(job)`` when it ends; repeat
-    until ``next_work()`` returns None. ``rows`` is then the summary."""
+    until ``next_work()`` returns None. ``rows`` is then the summary, built as
+    ``SceneProcessor.process_scene_volumes`` builds it (``processing.summary_row``)."""
 
-    def __init__(self, processor, volume_nodes: Sequence, options, show3d: bool = False,
-                 read: Callable = volume_from_node):
-        self.processor, self.options, self.show3d, self._read = processor, options, show3d, read
+    def __init__(self, processor, volume_nodes: Sequence, options, show3d: bool = False):
+        self.processor, self.options, self.show3d = processor, options, show3d
         self.pending = list(volume_nodes)
         self.count = len(self.pending)
         self.rows: List[SummaryRow] = []
@@ -48,9 +54,9 @@ class SceneBatch:
         while self.pending:
             node = self.pending.pop(0)
             try:
-                volume = self._read(node)
+                volume = volume_from_node(node)
             except Exception as error:  # an unreadable volume is one failed row
-                self.rows.append(SummaryRow(node.GetName(), FAILED, message=error_message(error)))
+                self.rows.append(summary_row(node.GetName(), _failed(node.GetName(), 0.0, error)))
                 continue
             self.current = node
             title = f"{len(self.rows) + 1}/{self.count} {node.GetName()}"
@@ -67,16 +73,14 @@ class SceneBatch:
                 segmentation, table = self.processor.apply_result(node, job.result, show3d=self.show3d)
             except Exception as apply_error:  # apply_result has left the scene as it was
                 error = apply_error
-            else:
-                report = job.result.report
-                row = SummaryRow(name, OK, job.result.seconds, report.grade, report.both_involvement_percent,
-                                 report.total_severity_score, outputs=(segmentation.GetID(), table.GetID()))
-        if error is not None:
-            cancelled = job.cancelled
-            row = SummaryRow(name, CANCELLED if cancelled else FAILED, job.elapsed,
-                             message="" if cancelled else error_message(error))
+        if error is None:
+            done = library_batch.BatchRow(name, library_batch.DONE, job.result.seconds,
+                                          [segmentation.GetID(), table.GetID()], summary_columns(job.result.report))
+        else:
+            done = _failed(name, job.elapsed, error)
+        row = summary_row(name, done, job.cancelled)
         self.rows.append(row)
         if job.cancelled:
-            self.rows += [SummaryRow(n.GetName(), CANCELLED, message="not started") for n in self.pending]
+            self.rows += not_started([n.GetName() for n in self.pending])
             self.pending = []
         return row

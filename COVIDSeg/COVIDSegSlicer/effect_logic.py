@@ -4,9 +4,10 @@ Preview: the model runs on the current slice or the whole source volume (``compu
 worker-thread safe) and one class of its label map becomes a boolean mask. Apply: the mask is
 written into the selected segment through the Segment Editor's modifier labelmap and
 ``ModifySegmentByLabelmap``, so the editable area (e.g. inside the lungs), the editable
-intensity range, the overwrite mode and Undo/Redo behave as with the built-in effects.
-``vtkSlicerSegmentEditorLogic`` exists from Slicer 5.9; without it ``apply_mask_to_segment``
-returns False and the Qt effect uses ``scriptedEffect.modifySelectedSegmentByLabelmap``.
+intensity range, the overwrite mode and Undo/Redo behave as with the built-in effects. The Qt
+effect does this with ``scriptedEffect.modifySelectedSegmentByLabelmap``; ``apply_mask_to_segment``
+is the same write without Qt (scripts, tests) through ``vtkSlicerSegmentEditorLogic``, which
+exists from Slicer 5.9 (without it, it returns False). Both fill the modifier with ``fill_modifier``.
 """
 from __future__ import annotations
 

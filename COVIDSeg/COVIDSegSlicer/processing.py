@@ -122,13 +122,11 @@ class SceneProcessor:
             return self._cached[1]
 
     # ------------------------------------------------------------------ one volume
-    def compute(self, volume: Union[Volume, Any], options: ProcessOptions, progress: ProgressCallback = no_progress,
+    def compute(self, volume: Volume, options: ProcessOptions, progress: ProgressCallback = no_progress,
                 cancel: Optional[CancelToken] = None) -> ProcessResult:
-        """Segment and quantify; touches no MRML when given a ``Volume`` (make it with
-        ``volume_from_node`` on the main thread; a volume node is converted here, read-only)."""
+        """Segment and quantify; touches no MRML (make ``volume`` with ``volume_from_node`` on the
+        main thread), so it may run in a worker thread."""
         start = time.perf_counter()
-        if not isinstance(volume, Volume):
-            volume = volume_from_node(volume)
         values_for_classes(options.classes)  # unknown class names fail before the model runs
         check_volume(volume)
         check(cancel)
@@ -206,17 +204,24 @@ def _run_batch(names: Sequence[str], job: Job, progress: ProgressCallback,
 
     def on_row(row: batch.BatchRow) -> None:
         index = int(row.input)
-        rows.append(_summary_row(names[index], row, index in cancelled))
+        rows.append(summary_row(names[index], row, index in cancelled))
         progress(PROGRESS_STEPS * (index + 1), PROGRESS_STEPS * len(names), f"{names[index]}: {rows[-1].status}")
 
     try:
         batch.run_batch([str(i) for i in range(len(names))], one, on_row, cancel)
     except Cancelled:  # raised between inputs: the rest never started
         pass
-    return rows + [SummaryRow(name, CANCELLED, message="not started") for name in names[len(rows):]]
+    return rows + not_started(names[len(rows):])
 
 
-def _summary_row(name: str, row: "batch.BatchRow", cancelled: bool) -> SummaryRow:
+def not_started(names: Sequence[str]) -> List[SummaryRow]:
+    """The rows of inputs a cancel stopped before they began."""
+    return [SummaryRow(name, CANCELLED, message="not started") for name in names]
+
+
+def summary_row(name: str, row: "batch.BatchRow", cancelled: bool = False) -> SummaryRow:
+    """One input's summary row from the library batch engine's row (its details are
+    ``quantify.summary_columns``); also used by the widget's scene batch (COVIDSegGUI.batch)."""
     status = CANCELLED if cancelled else {batch.DONE: OK, batch.SKIPPED: SKIPPED, batch.FAILED: FAILED}[row.status]
     details = row.details
     message = "outputs exist" if status == SKIPPED else ("" if cancelled else row.error)
