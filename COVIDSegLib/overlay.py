@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU  # noqa: E402
+from .intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU, resolve_calibration, to_hu  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .labels import COLORS, NAMES  # noqa: E402
 from .orientation import to_lps  # noqa: E402
@@ -26,12 +26,14 @@ def pick_slices(labels: np.ndarray, count: int) -> Sequence[int]:
     return sorted(set(int(z) for z in picks))
 
 
-def save_overlay(image_hu: Volume, labels: Volume, path: Path, count: int = 9, title: str = "",
-                 names: Mapping[int, str] = NAMES) -> Path:
-    """Montage of axial slices (lung window) with one contour colour per label value."""
-    img = to_lps(image_hu.array, image_hu)
+def save_overlay(image: Volume, labels: Volume, path: Path, count: int = 9, title: str = "",
+                 names: Mapping[int, str] = NAMES, calibration: str = "auto") -> Path:
+    """Montage of axial slices (lung window) with one contour colour per label value. Only the
+    shown slices of ``image`` are converted to HU (``calibration``, as ``to_hu`` takes it)."""
     lab = to_lps(labels.array, labels)
     zs = pick_slices(lab, count)
+    shown = to_lps(image.array, image)[zs]
+    img = dict(zip(zs, to_hu(Volume(shown, space=image.space), resolve_calibration(image, calibration)).array))
     cols = int(np.ceil(np.sqrt(len(zs))))
     rows = int(np.ceil(len(zs) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows + 0.4), squeeze=False)

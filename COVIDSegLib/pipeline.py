@@ -10,7 +10,7 @@ from typing import Dict, List, Optional, Tuple
 
 from . import __version__
 from .errors import InputError
-from .intensity import resolve_calibration, to_hu
+from .intensity import resolve_calibration
 from .io import read_volume, stem_of, write_json, write_labels, write_seg_nrrd
 from .labels import names_for
 from .lungs import segment_lungs
@@ -55,7 +55,7 @@ def lungs_file(path: str, out_dir: Path, opts: FileOptions = FileOptions(),
         raise InputError("No lung found: is this a chest CT, and are its intensities right (see --intensity)?")
     written = []
     if opts.overlay:
-        written.append(save_overlay(to_hu(volume, calibration), labels, Path(out_dir) / f"{stem}.overlay.png",
+        written.append(save_overlay(volume, labels, Path(out_dir) / f"{stem}.overlay.png", calibration=calibration,
                                     title=stem))
     written.append(write_labels(labels, labels_path))
     ml = {side: float((labels.array == value).sum()) * volume.voxel_volume_ml for side, value in (("left", 1), ("right", 2))}
@@ -84,7 +84,7 @@ def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOp
                write_seg_nrrd(result.labels, out_dir / f"{stem}.seg.nrrd", names=names)]
     overlay = None
     if opts.overlay:
-        overlay = save_overlay(to_hu(volume, opts.intensity), result.labels, out_dir / f"{stem}.overlay.png",
+        overlay = save_overlay(volume, result.labels, out_dir / f"{stem}.overlay.png", calibration=opts.intensity,
                                title=stem, names=names)
         written.append(overlay)
     written.append(write_html(report, out_dir / f"{stem}.report.html", f"COVIDSeg report: {stem}", meta, overlay))

@@ -59,7 +59,7 @@ def write_report(rows, out: Path) -> dict:
     figs = out / "figures"
     ordered = sorted(scored, key=lambda r: r["inside"])
     for r in ordered[:3] + ordered[-2:]:
-        save_overlay(to_hu(r["volume"]), r["labels"], figs / f"lungs_medseg_{r['id']}.png",
+        save_overlay(r["volume"], r["labels"], figs / f"lungs_medseg_{r['id']}.png",
                      title=f"MedSeg {r['id']}: {100 * r['inside']:.1f} % of infection inside lungs")
     table = "\n".join(_row(r) for r in rows)
     (out / "LUNGS_DATA.json").write_text(json.dumps(
