@@ -27,6 +27,7 @@ from . import labels as label_defs
 from .errors import CovidSegError, InputError
 from .morphology import bounding_box
 from .validate import check_finite, check_geometry, check_size, shape_text
+from .orientation import geometry_from_ras, ras_affine
 from .volume import HU, MEDSEG8, Volume
 
 PathLike = Union[str, Path]
@@ -47,7 +48,6 @@ SUPPORTED_INPUTS = (
 _STEM_SUFFIXES = (".gz", ".nii", ".nrrd", ".nhdr", ".seg", ".mha", ".mhd", ".dcm", ".png",
                   ".jpg", ".jpeg", ".labels")
 _RGB_TO_GREY = np.array([0.299, 0.587, 0.114])
-_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _CHUNK = 1 << 22
 
 
@@ -410,16 +410,9 @@ def read_seg_nrrd(path: PathLike) -> Tuple[Volume, Dict[int, str]]:
 # ----------------------------------------------------------------------------- nibabel (RAS)
 
 
-def _affine_lps(volume: Volume) -> np.ndarray:
-    affine = np.eye(4)
-    affine[:3, :3] = volume.direction_matrix @ np.diag(volume.spacing)
-    affine[:3, 3] = volume.origin
-    return affine
-
-
 def to_nibabel(volume: Volume) -> nib.Nifti1Image:
     """A nibabel image: array (x, y, z) and the RAS affine of the volume's LPS geometry."""
-    affine = _LPS_TO_RAS @ _affine_lps(volume)
+    affine = ras_affine(volume)
     image = nib.Nifti1Image(np.ascontiguousarray(volume.array.transpose(2, 1, 0)), affine)
     image.header.set_sform(affine, code=1)  # scanner coordinates; the header methods keep
     image.header.set_qform(affine, code=1)  # image.affine in float64 (image.set_* would not)
@@ -433,12 +426,5 @@ def from_nibabel(image: nib.spatialimages.SpatialImage, space: str = HU) -> Volu
         array = array[..., np.newaxis]
     if array.ndim != 3:
         raise ValueError(f"expected a 2D or 3D image, got shape {array.shape}")
-    affine = _LPS_TO_RAS @ np.asarray(image.affine, dtype=float)
-    spacing = np.linalg.norm(affine[:3, :3], axis=0)
-    return Volume(
-        array=np.ascontiguousarray(array.transpose(2, 1, 0)),
-        spacing=tuple(float(s) for s in spacing),
-        origin=tuple(float(o) for o in affine[:3, 3]),
-        direction=tuple(float(d) for d in (affine[:3, :3] / spacing).ravel()),
-        space=space,
-    )
+    return Volume(array=np.ascontiguousarray(array.transpose(2, 1, 0)), space=space,
+                  **geometry_from_ras(image.affine))

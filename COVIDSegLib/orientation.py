@@ -71,3 +71,23 @@ def patient_coordinate(volume: Volume, axis: int, z: slice = slice(None)) -> np.
         if d[axis, j] != 0.0:
             out = out + d[axis, j] * steps[j].reshape(shape)
     return out
+
+
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # its own inverse
+
+
+def ras_affine(volume: Volume) -> np.ndarray:
+    """The 4x4 IJK-to-RAS matrix of a volume's (LPS) geometry (NIfTI affine, Slicer IJKToRAS)."""
+    affine = np.eye(4)
+    affine[:3, :3] = volume.direction_matrix @ np.diag(volume.spacing)
+    affine[:3, 3] = volume.origin
+    return _LPS_TO_RAS @ affine
+
+
+def geometry_from_ras(ijk_to_ras: np.ndarray) -> dict:
+    """Inverse of ``ras_affine``: the ``spacing``, ``origin`` and ``direction`` (LPS, SimpleITK
+    order) of a 4x4 IJK-to-RAS matrix, as ``Volume`` keyword arguments."""
+    affine = _LPS_TO_RAS @ np.asarray(ijk_to_ras, dtype=float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    return {"spacing": tuple(float(s) for s in spacing), "origin": tuple(float(o) for o in affine[:3, 3]),
+            "direction": tuple(float(d) for d in (affine[:3, :3] / spacing).ravel())}

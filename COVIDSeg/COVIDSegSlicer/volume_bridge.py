@@ -12,9 +12,8 @@ import vtk
 from vtk.util import numpy_support
 
 from COVIDSegLib.errors import InputError
+from COVIDSegLib.orientation import geometry_from_ras, ras_affine
 from COVIDSegLib.volume import HU, Volume
-
-RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])  # its own inverse
 
 
 def ijk_to_ras(volume_node) -> np.ndarray:
@@ -44,15 +43,6 @@ def _check_shape(volume_node, array: np.ndarray) -> None:
         raise ValueError(f"array shape {np.shape(array)} differs from the volume's {shape}")
 
 
-def _lps_geometry(volume_node) -> dict:
-    """spacing, origin and direction (SimpleITK order, LPS) of a volume node's grid."""
-    matrix = ijk_to_ras(volume_node)
-    linear = RAS_TO_LPS @ matrix[:3, :3]
-    spacing = np.linalg.norm(linear, axis=0)
-    return {"spacing": tuple(spacing.tolist()), "origin": tuple((RAS_TO_LPS @ matrix[:3, 3]).tolist()),
-            "direction": tuple((linear / spacing).ravel().tolist())}
-
-
 def volume_from_node(volume_node, space: str = HU) -> Volume:
     """A COVIDSegLib ``Volume`` (LPS geometry, own copy of the voxels) of an MRML scalar volume.
 
@@ -67,21 +57,16 @@ def volume_from_node(volume_node, space: str = HU) -> Volume:
         raise InputError(f"Volume '{name}' has {image.GetNumberOfScalarComponents()} components; "
                          "a single-component CT volume is needed.")
     return Volume(image_array(image).copy(), space=space, meta={"source": name, "format": "mrml"},
-                  **_lps_geometry(volume_node))
+                  **geometry_from_ras(ijk_to_ras(volume_node)))
 
 
 def labels_volume(volume_node, array: np.ndarray) -> Volume:
     """A label map ``Volume`` on a volume node's grid (the array is not copied)."""
     _check_shape(volume_node, array)
-    return Volume(np.asarray(array), **_lps_geometry(volume_node))
+    return Volume(np.asarray(array), **geometry_from_ras(ijk_to_ras(volume_node)))
 
 
-def ras_matrix(volume: Volume) -> np.ndarray:
-    """The 4x4 IJK-to-RAS matrix of a ``Volume`` (inverse of ``volume_from_node``'s conversion)."""
-    matrix = np.eye(4)
-    matrix[:3, :3] = RAS_TO_LPS @ volume.direction_matrix @ np.diag(volume.spacing)
-    matrix[:3, 3] = RAS_TO_LPS @ np.asarray(volume.origin, float)
-    return matrix
+ras_matrix = ras_affine  # the 4x4 IJK-to-RAS matrix of a Volume (inverse of volume_from_node's geometry)
 
 
 def oriented_image(array: np.ndarray, ijk_to_ras_matrix: np.ndarray) -> "slicer.vtkOrientedImageData":
