@@ -33,6 +33,32 @@ def kfold(n: int, k: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
     return [(np.sort(np.concatenate(folds[:i] + folds[i + 1:])), np.sort(f)) for i, f in enumerate(folds)]
 
 
+def group_kfold(groups: Sequence, k: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """``kfold`` over groups (patients): each group's items land in one test fold together;
+    groups go, largest first (ties in seeded order), to the fold with the fewest items."""
+    groups = np.asarray([str(g) for g in groups])
+    names, counts = np.unique(groups, return_counts=True)
+    if not 2 <= k <= len(names):
+        raise CovidSegError(f"grouped {k}-fold cross-validation needs 2 <= k <= {len(names)} (the number of groups)")
+    order = np.random.default_rng(seed).permutation(len(names))
+    order = order[np.argsort(-counts[order], kind="stable")]
+    fold_of, load = {}, np.zeros(k, int)
+    for i in order:
+        f = int(np.argmin(load))
+        fold_of[names[i]] = f
+        load[f] += counts[i]
+    fold = np.array([fold_of[g] for g in groups])
+    idx = np.arange(len(groups))
+    return [(idx[fold != f], idx[fold == f]) for f in range(k)]
+
+
+def sample_folds(samples: Sequence[Sample], k: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """Grouped folds when every sample names its group (patient) in ``meta``, else slice folds."""
+    if samples and all("group" in s.meta for s in samples):
+        return group_kfold([s.meta["group"] for s in samples], k, seed)
+    return kfold(len(samples), k, seed)
+
+
 def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, device) -> List[Dict]:
     """Full-size metric rows (``id`` + metrics) of a model on samples."""
     return score_prepared(model, prepare_set(samples, spec), task, device)
@@ -55,7 +81,7 @@ def cross_validate(cfg: TrainConfig, samples: Sequence[Sample], out_dir: Path, k
     spec = InputSpec.from_dict(cfg.input)
     rows: List[Dict] = []
     epochs_run = []
-    for i, (train_idx, test_idx) in enumerate(kfold(len(samples), k, cfg.seed)):
+    for i, (train_idx, test_idx) in enumerate(sample_folds(samples, k, cfg.seed)):
         train = [samples[j] for j in train_idx]
         test = [samples[j] for j in test_idx]
         fold_dir = out_dir / f"fold{i}"

@@ -11,6 +11,7 @@ top, patient's right on the image left) with a class-index target for one task:
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +30,12 @@ log = logging.getLogger(__name__)
 TASK_LABELS: Dict[str, Dict[int, int]] = {
     "binary": {1: labels.GGO},
     "multiclass": {1: labels.GGO, 2: labels.CONSOLIDATION},
+    "lungs": {1: labels.LEFT_LUNG},  # one lung class; sides are assigned in 3D (lungs3d)
 }
 TASK_CLASS_NAMES: Dict[str, Dict[int, str]] = {
     "binary": {1: "infection"},
     "multiclass": {1: "GGO", 2: "consolidation"},
+    "lungs": {1: "lungs"},
 }
 MIN_SIDE, MAX_SIDE = 64, 2048
 
@@ -54,14 +57,18 @@ def n_classes(task: str) -> int:
 
 
 def class_keyed(metrics: dict, task: str) -> dict:
-    """Metric keys of ``predict2d.score_slice`` with the unprefixed (infection) ones prefixed
-    "infection_", as ``evaluate.format_table`` expects; class-prefixed keys stay."""
+    """Metric keys of ``predict2d.score_slice`` with the unprefixed (infection, or lungs for a
+    lung model) ones prefixed, as ``evaluate.format_table`` expects; class-prefixed keys stay."""
+    if task == "lungs":
+        return {f"lungs_{k}": v for k, v in metrics.items()}
     per_class = tuple(f"{name}_" for name in TASK_CLASS_NAMES[task].values())
     return {(k if k.startswith(per_class) else f"infection_{k}"): v for k, v in metrics.items()}
 
 
 def table_classes(task: str) -> List[str]:
-    """Rows of a metric table: infection, then the task's own classes."""
+    """Rows of a metric table: infection (or lungs), then the task's own classes."""
+    if task == "lungs":
+        return ["lungs"]
     return ["infection"] + [n for n in TASK_CLASS_NAMES[task].values() if n != "infection"]
 
 
@@ -145,11 +152,44 @@ def load_ct_seg(root: Path, task: str = "binary", every: int = 1, calibration: s
     return out
 
 
+def load_ct_seg_slices(root: Path, task: str = "lungs") -> List[Sample]:
+    """The covid19-ct-seg-slices layout: images/, lungs/, infection/ (0/1 PNGs), manifest.json.
+
+    Images stay in their published space (per-slice min-max + CLAHE, ``lung_space``); the
+    target is the lung mask (task ``lungs``) or the infection mask (``binary``). ``meta``
+    carries the manifest's ``group`` (patient) for grouped cross-validation.
+    """
+    root, task = Path(root), check_task(task)
+    if task == "multiclass":
+        raise CovidSegError(f"{root} has no GGO/consolidation split: use --task binary or lungs with it.")
+    try:
+        manifest = {str(m["id"]): m for m in json.loads((root / "manifest.json").read_text(encoding="utf-8"))}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{root / 'manifest.json'}: cannot read the slice manifest ({exc})") from None
+    mask_dir = root / ("lungs" if task == "lungs" else "infection")
+    out = []
+    for path in sorted((root / "images").glob("*.png")):
+        mask_path = mask_dir / path.name
+        if not mask_path.exists():
+            log.info("%s: no %s mask, skipped", path.stem, mask_dir.name)
+            continue
+        meta = {"space": "lung", "group": int(manifest.get(path.stem, {}).get("group", -1))}
+        out.append(Sample(path.stem, _read_png(path), (_read_png(mask_path) > 0).astype(np.uint8), str(path), meta))
+    return out
+
+
+def is_ct_seg_slices(root: Path) -> bool:
+    root = Path(root)
+    return (root / "images").is_dir() and (root / "lungs").is_dir() and (root / "manifest.json").is_file()
+
+
 def load_dataset(root: Path, task: str = "binary", **kw) -> List[Sample]:
-    """MedSeg or COVID-19-CT-Seg layout, recognised by its folders."""
+    """MedSeg, covid19-ct-seg-slices or COVID-19-CT-Seg layout, recognised by its folders."""
     root = Path(root)
     if (root / "ct_scans").is_dir():
         return load_ct_seg(root, task, **kw)
+    if is_ct_seg_slices(root):
+        return load_ct_seg_slices(root, task)
     if (root / "images").is_dir():
         return load_medseg(root, task)
     raise InputError(f"{root} is neither a MedSeg folder (images/, masks/) nor a COVID-19-CT-Seg folder "

@@ -17,6 +17,7 @@ from .datasets import TASK_CLASS_NAMES, TASK_LABELS, Sample, load_filtered, writ
 from .bundle import save_bundle
 from .errors import CovidSegError
 from .intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU
+from .lung_space import HU_RANGE
 from .progress import CancelToken, ProgressCallback, no_progress
 from .slice_prep import InputSpec
 from .trainer import Trainer, TrainConfig
@@ -52,21 +53,29 @@ def compute_description(seconds: float, device: torch.device) -> dict:
     return {"device": name, "torch_threads": torch.get_num_threads(), "seconds": round(seconds, 1)}
 
 
+def preprocessing_card(cfg: TrainConfig) -> dict:
+    """How inputs reach the network, for the card (lung models: ``lung_space``)."""
+    common = {"input": InputSpec.from_dict(cfg.input).to_dict(),
+              "slices": "2D axial, radiological display (anterior up, patient's right on the image left)"}
+    if cfg.task == "lungs":
+        return {"intensity_space": "lung", "hu_clip": list(HU_RANGE),
+                "mapping": "per slice: letterbox to 256 px, min-max over the slice, OpenCV CLAHE "
+                           "(clip 7, 8x8 tiles), then letterboxed to input.size (COVIDSegLib.lung_space)",
+                "pixel_size": "not resampled: the whole slice is letterboxed", **common}
+    return {"intensity_space": "medseg8", "hu_window": [MEDSEG_WINDOW_LO_HU, MEDSEG_WINDOW_HI_HU],
+            "mapping": "HU volumes are mapped linearly from hu_window to 0..255 (docs/INTENSITY.md); "
+                       "MedSeg 8-bit slices are used as they are",
+            "pixel_size": "not resampled to a fixed size: the Otsu body box is letterboxed to input.size",
+            **common}
+
+
 def make_card(cfg: TrainConfig, data: Path, n_slices: int, dropped: list, history: list,
               cv: Optional[dict], compute: dict) -> dict:
     names = TASK_CLASS_NAMES[cfg.task]
     return {
         "task": cfg.task,
         "architecture": {"name": cfg.model["name"], "config": cfg.model_config()},
-        "preprocessing": {
-            "intensity_space": "medseg8",
-            "hu_window": [MEDSEG_WINDOW_LO_HU, MEDSEG_WINDOW_HI_HU],
-            "mapping": "HU volumes are mapped linearly from hu_window to 0..255 (docs/INTENSITY.md); "
-                       "MedSeg 8-bit slices are used as they are",
-            "input": InputSpec.from_dict(cfg.input).to_dict(),
-            "pixel_size": "not resampled to a fixed size: the Otsu body box is letterboxed to input.size",
-            "slices": "2D axial, radiological display (anterior up, patient's right on the image left)",
-        },
+        "preprocessing": preprocessing_card(cfg),
         "labels": {str(k): {"value": v, "name": names[k], "label_name": labels.NAMES[v]}
                    for k, v in TASK_LABELS[cfg.task].items()},
         "training": {"data": str(Path(data).name), "n_slices": n_slices,

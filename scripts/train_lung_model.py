@@ -1,0 +1,98 @@
+"""Train the learned lung model (bundle ``covidseg_lungs``): patient-grouped CV, then the final model.
+
+Positives: the covid19-ct-seg-slices lung masks (infection included). Negatives: lung-free axial
+slices of real HU volumes (given as VOLUME:FIRST-LAST, LPS slice indices, inferior = 0), with
+empty masks, repeated so that the network sees them. Resumable: re-run the same command.
+
+    python scripts/train_lung_model.py --data ../shared/data/covid19-ct-seg-slices \
+        --negative ../shared/data/hu-volumes/totalseg_example_ct_sm.nii.gz:0-15 \
+        --negative ../shared/data/hu-volumes/totalseg_dicom_series:0-9 -o runs/lungs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from COVIDSegLib.bundle import save_bundle  # noqa: E402
+from COVIDSegLib.crossval import cross_validate  # noqa: E402
+from COVIDSegLib.datasets import Sample, filter_quality, load_ct_seg_slices, write_quality_log  # noqa: E402
+from COVIDSegLib.intensity import resolve_calibration, to_hu  # noqa: E402
+from COVIDSegLib.io import read_volume  # noqa: E402
+from COVIDSegLib.lung_space import volume_slices  # noqa: E402
+from COVIDSegLib.orientation import orient_lps  # noqa: E402
+from COVIDSegLib.slice_prep import InputSpec  # noqa: E402
+from COVIDSegLib.train_run import compute_description, make_card  # noqa: E402
+from COVIDSegLib.trainer import Trainer, TrainConfig  # noqa: E402
+from COVIDSegLib.training_data import prepare_set  # noqa: E402
+
+CONFIG = {
+    "task": "lungs",
+    "model": {"name": "unet", "base": 8},
+    "input": {"size": 128, "crop_body": False, "clahe": False},
+    # wide zoom and shift: other fields of view, lungs cut by the image edge
+    "augment": {"flip": 0.5, "rotate_deg": 15.0, "scale": [0.7, 1.45], "translate": 0.12,
+                "elastic": 0.3, "elastic_alpha": 0.03, "elastic_grid": 6, "window_hu": 60.0,
+                "gamma": [0.75, 1.35], "clahe": 0.0},
+    "epochs": 12, "batch_size": 8, "lr": 2e-3, "schedule": "cosine", "min_lr": 2e-5,
+    "patience": 0, "seed": 0, "device": "auto",
+}
+
+
+def negatives(spec: str, repeat: int) -> list:
+    path, _, zs = spec.rpartition(":")
+    first, last = (int(v) for v in zs.split("-"))
+    volume = orient_lps(read_volume(path))
+    hu = to_hu(volume, resolve_calibration(volume)).array[first:last + 1]
+    images = volume_slices(hu, is_hu=True)
+    name = Path(path).name.split(".nii")[0]
+    return [Sample(f"neg_{name}_z{first + i:03d}_r{r}", img, np.zeros(img.shape, np.uint8), path,
+                   {"space": "lung", "group": f"neg_{name}"})
+            for r in range(repeat) for i, img in enumerate(images)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--negative", action="append", default=[])
+    ap.add_argument("--repeat-negatives", type=int, default=4)
+    ap.add_argument("-o", "--out", type=Path, required=True)
+    ap.add_argument("--cv", type=int, default=5)
+    ap.add_argument("--bundle-dir", type=Path, default=Path("Resources/Models"))
+    ap.add_argument("--name", default="covidseg_lungs")
+    ap.add_argument("--epochs", type=int, default=CONFIG["epochs"])
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = TrainConfig.from_dict({**CONFIG, "epochs": args.epochs})
+    samples = load_ct_seg_slices(args.data, "lungs")
+    for spec in args.negative:
+        samples += negatives(spec, args.repeat_negatives)
+    kept, dropped = filter_quality(samples, 2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_quality_log(dropped, len(kept), args.out / "quality.json")
+    print(f"{len(kept)} slices ({len(dropped)} dropped), groups: {len({s.meta['group'] for s in kept})}", flush=True)
+    start = time.time()
+    report = lambda done, total, msg: print(f"[{time.time() - start:7.0f}s] {msg}", flush=True)  # noqa: E731
+    cv = cross_validate(cfg, kept, args.out / "cv", args.cv, report) if args.cv else None
+    if cv:
+        print(json.dumps({k: v for k, v in cv["metrics"].items() if "dice" in k}), flush=True)
+    trainer = Trainer(cfg, args.out / "final", report)
+    result = trainer.fit(prepare_set(kept, InputSpec.from_dict(cfg.input)), None)
+    card = make_card(cfg, args.data, len(kept), dropped, result.history, cv,
+                     compute_description(time.time() - start, trainer.device))
+    card["training"]["negatives"] = args.negative
+    card["training"]["cv_split"] = "grouped by patient (manifest group); negatives by volume"
+    print("bundle:", save_bundle(result.model, card, args.bundle_dir, args.name), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
