@@ -35,6 +35,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist")
     parser.add_argument("--no-overlay", action="store_true", help="do not write the overlay PNG")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--lungs", default="auto", metavar="MODEL",
+                        help="lung model name or card path; auto (default): the bundled covidseg_lungs when "
+                             "installed, else the training-free method; classic: the training-free method")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,9 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"covidseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    lungs = sub.add_parser("lungs", help="training-free lung segmentation (left = 1, right = 2)",
-                           description="Segment the lungs without a model: writes <stem>.labels.nii.gz "
-                                       "(1 = left, 2 = right lung) and <stem>.overlay.png per input.")
+    lungs = sub.add_parser("lungs", help="lung segmentation (left = 1, right = 2)",
+                           description="Segment the lungs (the learned lung model with 3D post-processing; "
+                                       "--lungs classic for the training-free method): writes "
+                                       "<stem>.labels.nii.gz (1 = left, 2 = right lung) and <stem>.overlay.png per input.")
     _add_common(lungs)
     lungs.set_defaults(run=run_lungs)
     segment = sub.add_parser("segment", help="lungs, GGO and consolidation with a model; reports",
@@ -60,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--batch-size", type=int, default=16, help="slices per model batch")
     segment.add_argument("--tta", action="store_true", help="average with the left-right mirrored prediction")
     segment.add_argument("--min-component-mm3", type=float, default=10.0, help="smaller infection islands are removed")
-    segment.add_argument("--lung-margin-mm", type=float, default=10.0,
-                         help="infection is kept within the lungs dilated in-plane by this")
+    segment.add_argument("--lung-margin-mm", type=float, default=None,
+                         help="infection is kept within the lungs dilated in-plane by this (default: 3 with "
+                              "the learned lungs, 10 with the training-free ones)")
     segment.set_defaults(run=run_segment)
     add_model_commands(sub)
     return parser
@@ -79,7 +84,7 @@ def _tqdm_progress(bar: Optional[tqdm]) -> Callable[[int, int, str], None]:
 
 def _file_options(args: argparse.Namespace) -> FileOptions:
     return FileOptions(intensity=args.intensity, slice_space=args.slice_space, overwrite=args.overwrite,
-                       overlay=not args.no_overlay)
+                       overlay=not args.no_overlay, lungs=args.lungs)
 
 
 def _with_bar(steps: int, job: Callable[..., Outputs]) -> Callable[[str, argparse.Namespace], Outputs]:
@@ -95,6 +100,7 @@ def _with_bar(steps: int, job: Callable[..., Outputs]) -> Callable[[str, argpars
 def run_segment(args: argparse.Namespace) -> int:
     parse_calibration(args.intensity)
     options = InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
+                               lungs=args.lungs,
                                tta_flip=args.tta, lung_margin_mm=args.lung_margin_mm,
                                min_component_mm3=args.min_component_mm3)
     device = pick_device(args.device)

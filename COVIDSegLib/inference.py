@@ -20,6 +20,7 @@ import torch
 from . import morphology as morph
 from .bundle import ModelBundle
 from .intensity import resolve_calibration, to_medseg8
+from .lung_model import load_lung_model
 from .lungs import segment_lungs
 from .models.fold import fold_batchnorm
 from .orientation import from_lps, lps_spacing_zyx, to_lps
@@ -37,7 +38,9 @@ class InferenceOptions:
     batch_size: int = 16
     calibration: str = "auto"
     tta_flip: bool = False           # average with the left-right mirrored prediction
-    lung_margin_mm: float = 10.0     # infection kept within the lungs dilated in-plane by this
+    lung_margin_mm: Optional[float] = None  # infection kept within the lungs dilated in-plane by this;
+    # None: 3 mm with the learned lungs (they hold consolidation), 10 mm with the training-free ones
+    lungs: str = "auto"              # lung model name/path; "auto": the bundled one if installed; "classic"
     min_component_mm3: float = 10.0  # smaller infection islands are removed (mm^2 x slice thickness)
     empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
     keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
@@ -67,6 +70,17 @@ class Segmenter:
         for index, value in bundle.class_labels.items():
             self.class_values[index] = value
         self.batch_size = max(1, int(options.batch_size))
+        self.lung_model = load_lung_model(options.lungs, options.device)
+        margin = options.lung_margin_mm
+        self.lung_margin_mm = float(margin if margin is not None else (3.0 if self.lung_model else 10.0))
+
+    @property
+    def lung_method(self) -> str:
+        """What found the lungs, for reports."""
+        if self.lung_model is not None:
+            return f"model {self.lung_model.name}"
+        return "training-free (classic)" if self.options.lungs == "classic" else \
+            "training-free (fallback: no lung model installed)"
 
     # ------------------------------------------------------------------ model
     def _forward(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -94,7 +108,7 @@ class Segmenter:
         opts = self.options
         progress(0, 3, "lungs")
         calibration = resolve_calibration(volume, opts.calibration)
-        lungs = segment_lungs(volume, calibration, cancel=cancel)
+        lungs = segment_lungs(volume, calibration, cancel=cancel, model=self.lung_model)
         check(cancel)
         # LPS views of the stored voxels: slices are converted chunk by chunk (bounded memory)
         stored, lung_lps = to_lps(volume.array, volume), to_lps(lungs.array, volume)
@@ -104,7 +118,7 @@ class Segmenter:
                  if opts.keep_probabilities else None)
         probs_lps = None if probs is None else {v: to_lps(p, volume) for v, p in probs.items()}
         spacing = lps_spacing_zyx(volume)
-        margin_px = int(round(opts.lung_margin_mm / min(spacing[1], spacing[2])))
+        margin_px = int(round(self.lung_margin_mm / min(spacing[1], spacing[2])))
         infection, run = self._infection(stored, to_model_space, lung_lps, margin_px, probs_lps, progress, cancel)
         infection = self._postprocess(infection, lung_lps, spacing, margin_px)
         labels = compose(lungs.array, from_lps(infection, volume))  # in the input's geometry: one copy

@@ -19,7 +19,8 @@ from scipy import ndimage
 from . import morphology as morph
 from .intensity import resolve_calibration, to_hu
 from .labels import BACKGROUND, LEFT_LUNG, RIGHT_LUNG
-from .orientation import patient_coordinate
+from .lungs3d import keep_lung_components, lungs_from_mask
+from .orientation import from_lps, lps_spacing_zyx, patient_coordinate, to_lps
 from .preprocess import resample_inplane, restore_inplane
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .volume import Volume
@@ -35,7 +36,7 @@ class LungParams:
     keep_share: float = 0.02  # further components are kept if >= this share of the largest
     smoothing_mm: float = 2.0
     table_opening_mm: float = 3.0  # opening that detaches the CT table from the body
-    close_bites: bool = True
+    close_bites: bool = False  # per-slice hull bites: off, they cross organs (docs/LUNGS.md)
     working_pixel_mm: float = 1.25  # finer in-plane grids are segmented at this pixel size (speed); 0 = never
 
 
@@ -45,13 +46,19 @@ def segment_lungs(
     params: LungParams = LungParams(),
     progress: ProgressCallback = no_progress,
     cancel: Optional[CancelToken] = None,
+    model=None,
 ) -> Volume:
     """Label map (uint8; 1 = left lung, 2 = right lung) in the input's exact geometry.
+
+    With ``model`` (a ``lung_model.LungModel``) the learned lungs go through the 3D
+    post-processing of ``lungs3d``; without, the training-free method below runs (fallback).
 
     Grids finer than ``params.working_pixel_mm`` in-plane are segmented on a resampled grid of
     that pixel size and the labels mapped back (nearest neighbour): about 4x fewer pixels for
     typical 0.6-0.8 mm CT, with contours within a working pixel.
     """
+    if model is not None:
+        return _learned(volume, resolve_calibration(volume, calibration), model, params, progress, cancel)
     fine = params.working_pixel_mm > 0 and min(volume.spacing[:2]) < 0.9 * params.working_pixel_mm
     if not fine:
         return volume.with_array(_segment_grid(to_hu(volume, calibration), params, progress, cancel))
@@ -73,6 +80,8 @@ def _segment_grid(volume: Volume, params: LungParams, progress: ProgressCallback
     check(cancel)
     progress(1, steps, "airways")
     candidates &= ~airway_mask(hu, candidates, volume, params)
+    spacing = lps_spacing_zyx(volume)  # rule "not wholly below the main lung" needs LPS z
+    candidates = from_lps(keep_lung_components(to_lps(candidates, volume), to_lps(hu, volume), spacing), volume)
     check(cancel)
     progress(2, steps, "lung components")
     sides = split_lungs(candidates, body, volume, params)
@@ -88,6 +97,20 @@ def _segment_grid(volume: Volume, params: LungParams, progress: ProgressCallback
         check(cancel)
     progress(steps, steps, "done")
     return labels
+
+
+def _learned(volume: Volume, calibration: str, model, params: LungParams, progress: ProgressCallback,
+             cancel: Optional[CancelToken]) -> Volume:
+    lps = to_lps(volume.array, volume)
+    spacing = lps_spacing_zyx(volume)
+    prob = model.probabilities(lps, volume.space, calibration, progress, cancel)
+    check(cancel)
+    hu = to_hu(Volume(np.asarray(lps), space=volume.space), calibration).array
+    grid = Volume(hu, spacing=tuple(reversed(spacing)))  # LPS-ordered, identity direction
+    airways = airway_mask(hu, hu < params.lung_threshold_hu, grid, params)
+    x_mm = patient_coordinate(grid, 0)
+    labels = lungs_from_mask(prob >= 128, hu, x_mm, airways, spacing)
+    return volume.with_array(np.ascontiguousarray(from_lps(labels, volume)))
 
 
 def body_mask(hu: np.ndarray, volume: Volume, params: LungParams = LungParams()) -> np.ndarray:

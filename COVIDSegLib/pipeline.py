@@ -13,6 +13,7 @@ from .errors import InputError
 from .intensity import resolve_calibration
 from .io import read_volume, stem_of, write_json, write_labels, write_seg_nrrd
 from .labels import names_for
+from .lung_model import load_lung_model
 from .lungs import segment_lungs
 from .overlay import save_overlay
 from .progress import CancelToken, ProgressCallback, check, no_progress
@@ -30,6 +31,7 @@ class FileOptions:
     slice_space: str = MEDSEG8     # intensity space of 2D PNG/JPG slices (MEDSEG8 or HU)
     overwrite: bool = False        # redo inputs whose labels exist
     overlay: bool = True           # write the overlay PNG montage
+    lungs: str = "auto"            # lung model for `lungs` (lung_model.load_lung_model); "classic"
 
 
 def _pending(path: str, out_dir: Path, opts: FileOptions) -> Optional[Tuple[str, Path, Volume]]:
@@ -42,15 +44,27 @@ def _pending(path: str, out_dir: Path, opts: FileOptions) -> Optional[Tuple[str,
     return stem, labels_path, check_volume(read_volume(path, slice_space=HU if opts.slice_space in (HU, "hu") else MEDSEG8))
 
 
+_LUNG_MODELS: Dict[str, object] = {}
+
+
+def lung_model_for(choice: str):
+    """The lung model of ``choice`` (loaded once per process), None for the training-free lungs."""
+    if choice not in _LUNG_MODELS:
+        _LUNG_MODELS[choice] = load_lung_model(choice)
+    return _LUNG_MODELS[choice]
+
+
 def lungs_file(path: str, out_dir: Path, opts: FileOptions = FileOptions(),
                progress: ProgressCallback = no_progress, cancel: Optional[CancelToken] = None) -> Outputs:
-    """Training-free lungs of one input: labels (1 left, 2 right) and the overlay."""
+    """Lungs of one input (learned when a lung model is installed): labels (1 left, 2 right) and
+    the overlay; summary columns with the volumes and plausibility warnings."""
     pending = _pending(path, out_dir, opts)
     if pending is None:
         return [], {}
     stem, labels_path, volume = pending
     calibration = resolve_calibration(volume, opts.intensity)  # detected once, for the lungs and the overlay
-    labels = segment_lungs(volume, calibration=calibration, progress=progress, cancel=cancel)
+    labels = segment_lungs(volume, calibration=calibration, progress=progress, cancel=cancel,
+                           model=lung_model_for(opts.lungs))
     if not labels.array.any():
         raise InputError("No lung found: is this a chest CT, and are its intensities right (see --intensity)?")
     written = []
@@ -58,8 +72,10 @@ def lungs_file(path: str, out_dir: Path, opts: FileOptions = FileOptions(),
         written.append(save_overlay(volume, labels, Path(out_dir) / f"{stem}.overlay.png", calibration=calibration,
                                     title=stem))
     written.append(write_labels(labels, labels_path))
-    ml = {side: float((labels.array == value).sum()) * volume.voxel_volume_ml for side, value in (("left", 1), ("right", 2))}
-    return written, {"left lung mL": round(ml["left"], 1), "right lung mL": round(ml["right"], 1)}
+    report = quantify(labels)
+    ml = {side: f.lung_ml for side, f in report.lungs.items()}
+    return written, {"left lung mL": round(ml["left"], 1), "right lung mL": round(ml["right"], 1),
+                     "warnings": "; ".join(report.warnings) or "none"}
 
 
 def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOptions(),
@@ -74,9 +90,10 @@ def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOp
     start = time.time()
     result = segmenter.segment(volume, progress, cancel)
     check(cancel)
-    report = quantify(result.labels)
+    report = quantify(result.labels, volume, resolve_calibration(volume, opts.intensity))
     names = names_for(segmenter.bundle.card["task"])
     meta = {"input": str(path), "model": segmenter.bundle.name, "model_sha256": segmenter.bundle.card["sha256"],
+            "lungs": segmenter.lung_method,
             "device": result.device, "slices_segmented": result.slices_run, "seconds": round(time.time() - start, 2),
             "covidseg": __version__, "spacing_mm": list(volume.spacing), "shape_zyx": list(volume.shape)}
     written = [write_json({**meta, **report.to_dict()}, out_dir / f"{stem}.report.json"),

@@ -17,6 +17,10 @@ Definitions (all volumes from the voxel count times the voxel volume, in mL):
 * **Grade** (the CT-0..CT-4 scale of Morozov et al. 2020, by involvement of both lungs):
   CT-0 none (0 %), CT-1 mild (< 25 %), CT-2 moderate (25-< 50 %), CT-3 severe (50-75 %),
   CT-4 critical (> 75 %).
+* **Not gradable**: when the scan does not hold the whole lungs (``plausibility.coverage``) the
+  report gives the volumes and percentages of what was seen, grade "not gradable" with the
+  reason, and no total score; a zone without lung has involvement and score None ("n/a").
+  ``warnings`` lists every plausibility problem (``plausibility.warnings_for``).
 """
 from __future__ import annotations
 
@@ -26,11 +30,14 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from . import labels as L
+from .intensity import to_hu
 from .orientation import patient_coordinate
+from .plausibility import DENSITY_BANDS, Limits, coverage, density_counts, density_percent, partial_reason, warnings_for
 from .volume import Volume
 
 SIDES = {"left": L.LEFT_LUNG, "right": L.RIGHT_LUNG}
 ZONES = ("upper", "middle", "lower")
+NOT_GRADABLE = "not gradable"
 
 
 def zone_score(percent: float) -> int:
@@ -81,6 +88,10 @@ class Report:
     grade: str
     grade_word: str
     voxel_ml: float
+    gradable: bool = True
+    warnings: List[str] = field(default_factory=list)
+    coverage: Dict[str, object] = field(default_factory=dict)
+    density_percent: Optional[Dict[str, float]] = None  # HU bands of the lung voxels (plausibility)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,7 +160,7 @@ def _zones(lung: np.ndarray, infection: np.ndarray, height: np.ndarray, voxel_ml
     slices = np.flatnonzero(lung)
     out = {}
     if slices.size == 0:
-        return {z: {"lung_ml": 0.0, "infection_ml": 0.0, "involvement_percent": 0.0, "score": 0} for z in ZONES}
+        return {z: {"lung_ml": 0.0, "infection_ml": 0.0, "involvement_percent": None, "score": None} for z in ZONES}
     top, bottom = height[slices].max(), height[slices].min()
     third = (top - bottom) / 3.0
     edges = {"upper": (top - third, np.inf), "middle": (bottom + third, top - third), "lower": (-np.inf, bottom + third)}
@@ -159,34 +170,64 @@ def _zones(lung: np.ndarray, infection: np.ndarray, height: np.ndarray, voxel_ml
         rows = (height >= lo) & (height <= hi) & ~taken
         taken |= rows
         lung_v, inf_v = int(lung[rows].sum()), int(infection[rows].sum())
-        pct = 100.0 * inf_v / lung_v if lung_v else 0.0
+        pct = 100.0 * inf_v / lung_v if lung_v else None  # a zone without lung is n/a, not 0
         out[name] = {"lung_ml": lung_v * voxel_ml, "infection_ml": inf_v * voxel_ml,
-                     "involvement_percent": pct, "score": zone_score(pct)}
+                     "involvement_percent": pct, "score": None if pct is None else zone_score(pct)}
     return out
 
 
-def quantify(labels: Volume) -> Report:
-    """The report of a label map (values 0-4) with its geometry."""
+def quantify(labels: Volume, image: Optional[Volume] = None, calibration: str = "auto",
+             limits: Limits = Limits()) -> Report:
+    """The report of a label map (values 0-4) with its geometry. With ``image`` (the CT the
+    labels belong to) the lung's HU bands are added; ``plausibility`` decides the warnings and
+    whether a grade may be given (never from partial lung coverage)."""
     voxel_ml = labels.voxel_volume_ml
     height = np.broadcast_to(patient_coordinate(labels, 2), labels.shape)[:, 0, 0]  # per slice, at its first voxel
     lungs: Dict[str, LungFigures] = {}
+    per_slice = np.zeros(labels.shape[0], np.int64)
     for name, c in _counts_per_slice(labels).items():
         lung_v, g, k = (int(c[key].sum()) for key in ("lung", "ggo", "cons"))
+        per_slice += c["lung"]
         lungs[name] = LungFigures(lung_v * voxel_ml, g * voxel_ml, k * voxel_ml, (g + k) * voxel_ml,
                                   100.0 * (g + k) / lung_v if lung_v else 0.0,
                                   _zones(c["lung"], c["ggo"] + c["cons"], height, voxel_ml))
     both_lung = sum(f.lung_ml for f in lungs.values())
     both_inf = sum(f.infection_ml for f in lungs.values())
     pct = 100.0 * both_inf / both_lung if both_lung else 0.0
-    total = sum(z["score"] for f in lungs.values() for z in f.zones.values())
+    scores = [z["score"] for f in lungs.values() for z in f.zones.values()]
+    total = None if None in scores else int(sum(scores))
+    cov = coverage(per_slice, height, _thickness(labels))
+    density = _density(labels, image, calibration) if image is not None else None
+    warnings = warnings_for({k: f.lung_ml for k, f in lungs.items()}, cov, pct, density, limits)
     code, word = grade(pct)
-    return Report(lungs, both_lung, both_inf, pct, int(total), code, word, voxel_ml)
+    if not cov["complete"]:
+        code, word, total = NOT_GRADABLE, partial_reason(cov), None
+    return Report(lungs, both_lung, both_inf, pct, total, code, word, voxel_ml, cov["complete"], warnings,
+                  cov, density)
+
+
+def _thickness(volume: Volume) -> float:
+    """Slice thickness along the patient's z (mm)."""
+    d = volume.direction_matrix
+    return float(abs(d[2, 2]) * volume.spacing[2] + abs(d[2, 1]) * volume.spacing[1] + abs(d[2, 0]) * volume.spacing[0])
+
+
+def _density(labels: Volume, image: Volume, calibration: str) -> Dict[str, float]:
+    counts = np.zeros(len(DENSITY_BANDS), np.int64)
+    arr = np.asarray(labels.array)
+    for zs in _slabs(len(arr)):
+        lung = arr[zs] > 0
+        if lung.any():
+            hu = to_hu(Volume(np.asarray(image.array[zs]), space=image.space, is_slice=image.is_slice), calibration)
+            counts += density_counts(hu.array, lung)
+    return density_percent(counts)
 
 
 def summary_columns(report: Report) -> Dict[str, object]:
     """The few figures of a batch summary row (stable keys)."""
     return {"lungs mL": round(report.both_lung_ml, 1), "involved %": round(report.both_involvement_percent, 1),
-            "score /30": report.total_severity_score, "grade": report.grade}
+            "score /30": "n/a" if report.total_severity_score is None else report.total_severity_score,
+            "grade": report.grade, "warnings": len(report.warnings)}
 
 
 def report_rows(report: Report) -> List[Dict[str, object]]:
@@ -200,4 +241,9 @@ def report_rows(report: Report) -> List[Dict[str, object]]:
                 rows.append({"region": f"{side} {zone}", "measure": key, "value": value})
     for key in ("both_lung_ml", "both_infection_ml", "both_involvement_percent", "total_severity_score", "grade"):
         rows.append({"region": "both lungs", "measure": key, "value": getattr(report, key)})
-    return rows
+    for key, value in report.coverage.items():
+        rows.append({"region": "coverage", "measure": key, "value": value})
+    for key, value in (report.density_percent or {}).items():
+        rows.append({"region": "density % of lung", "measure": key, "value": value})
+    rows += [{"region": "warning", "measure": str(i + 1), "value": w} for i, w in enumerate(report.warnings)]
+    return [{**r, "value": "n/a" if r["value"] is None else r["value"]} for r in rows]

@@ -133,7 +133,8 @@ class SceneProcessor:
         segmenter = self.segmenter(options)
         segmentation = segmenter.segment(volume, progress, cancel)
         check(cancel)
-        return ProcessResult(segmentation.labels, quantify(segmentation.labels), segmenter.bundle.card["task"],
+        report = quantify(segmentation.labels, volume, segmenter.options.calibration)
+        return ProcessResult(segmentation.labels, report, segmenter.bundle.card["task"],
                              segmenter.bundle.name, segmentation.device, segmentation.slices_run,
                              time.perf_counter() - start, tuple(options.classes), segmentation.probabilities)
 
@@ -226,8 +227,16 @@ def summary_row(name: str, row: "batch.BatchRow", cancelled: bool = False) -> Su
     details = row.details
     message = "outputs exist" if status == SKIPPED else ("" if cancelled else row.error)
     return SummaryRow(name, status, row.seconds, str(details.get("grade", "")),
-                      float(details.get("involved %", math.nan)), float(details.get("score /30", math.nan)),
+                      _number(details.get("involved %")), _number(details.get("score /30")),
                       message, tuple(str(o) for o in row.outputs))
+
+
+def _number(value) -> float:
+    """A summary figure as a float; missing or "n/a" (no score without a grade) is NaN."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def summary_to_table(scene, rows: Sequence[SummaryRow], table_node=None, name: str = "COVIDSeg batch summary"):

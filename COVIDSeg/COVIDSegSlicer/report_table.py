@@ -12,7 +12,7 @@ from .hierarchy import place_beside
 Column = Tuple[str, str]  # (name, "string" | "double")
 REPORT_COLUMNS: Sequence[Column] = (("Measure", "string"), ("Left lung", "double"),
                                     ("Right lung", "double"), ("Both lungs", "double"), ("Unit", "string"))
-GRADE_ATTRIBUTES = ("COVIDSeg.grade", "COVIDSeg.grade_word", "COVIDSeg.total_score")
+GRADE_ATTRIBUTES = ("COVIDSeg.grade", "COVIDSeg.grade_word", "COVIDSeg.total_score", "COVIDSeg.warnings")
 
 
 def make_table(scene, columns: Sequence[Column], rows: Sequence[Sequence], table_node=None, name: str = "Table"):
@@ -31,10 +31,21 @@ def make_table(scene, columns: Sequence[Column], rows: Sequence[Sequence], table
     return node
 
 
+NA = float("nan")  # "n/a" in a double column: a zone without lung, no grade
+
+
 def _zone_percent(report: Report, zone: str) -> float:
     zones = [f.zones[zone] for f in report.lungs.values()]
     lung = sum(z["lung_ml"] for z in zones)
-    return 100.0 * sum(z["infection_ml"] for z in zones) / lung if lung else 0.0
+    return 100.0 * sum(z["infection_ml"] for z in zones) / lung if lung else NA
+
+
+def _na(value) -> float:
+    return NA if value is None else value
+
+
+def _sum(values) -> float:
+    return NA if any(v is None for v in values) else float(sum(values))
 
 
 def report_table_rows(report: Report, task: str = "multiclass") -> List[Tuple[str, float, float, float, str]]:
@@ -49,15 +60,17 @@ def report_table_rows(report: Report, task: str = "multiclass") -> List[Tuple[st
              ("Involvement", left.involvement_percent, right.involvement_percent,
               report.both_involvement_percent, "%")]
     for zone in ZONES:
-        rows.append((f"{zone.capitalize()} zone involvement", left.zones[zone]["involvement_percent"],
-                     right.zones[zone]["involvement_percent"], _zone_percent(report, zone), "%"))
+        rows.append((f"{zone.capitalize()} zone involvement", _na(left.zones[zone]["involvement_percent"]),
+                     _na(right.zones[zone]["involvement_percent"]), _zone_percent(report, zone), "%"))
     for zone in ZONES:
         l_score, r_score = left.zones[zone]["score"], right.zones[zone]["score"]
-        rows.append((f"{zone.capitalize()} zone score", l_score, r_score, l_score + r_score, "0-5 per lung"))
-    side_total = [sum(z["score"] for z in f.zones.values()) for f in (left, right)]
-    rows.append(("CT severity score", side_total[0], side_total[1], report.total_severity_score, "0-30"))
-    rows.append((f"Severity grade: {report.grade} {report.grade_word}", float("nan"), float("nan"),
-                 int(report.grade.split("-")[1]), "CT-0 to CT-4"))
+        rows.append((f"{zone.capitalize()} zone score", _na(l_score), _na(r_score), _sum([l_score, r_score]),
+                     "0-5 per lung"))
+    side_total = [_sum([z["score"] for z in f.zones.values()]) for f in (left, right)]
+    rows.append(("CT severity score", side_total[0], side_total[1], _na(report.total_severity_score), "0-30"))
+    code = int(report.grade.split("-")[1]) if report.gradable else NA
+    rows.append((f"Severity grade: {report.grade} {report.grade_word}", NA, NA, code, "CT-0 to CT-4"))
+    rows += [(f"Warning: {w}", NA, NA, NA, "") for w in report.warnings]
     return rows
 
 
@@ -66,7 +79,8 @@ def report_to_table(scene, report: Report, table_node=None, name: str = "COVIDSe
     """The report as a table node (``report_table_rows``), its grade also in node attributes,
     placed beside the node ``beside`` (the CT) in the subject hierarchy when given."""
     node = make_table(scene, REPORT_COLUMNS, report_table_rows(report, task), table_node, name)
-    for attribute, value in zip(GRADE_ATTRIBUTES, (report.grade, report.grade_word, report.total_severity_score)):
+    values = (report.grade, report.grade_word, report.total_severity_score, " | ".join(report.warnings))
+    for attribute, value in zip(GRADE_ATTRIBUTES, values):
         node.SetAttribute(attribute, str(value))
     if beside is not None:
         place_beside(scene, node, beside)
