@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .bundle import list_bundles, load_bundle
 from .crossval import score_model
-from .datasets import class_keyed, load_filtered, table_classes
+from .datasets import class_keyed, is_ct_seg_slices, load_filtered, table_classes
 from .errors import CovidSegError
 from .evaluate import ENCODINGS, evaluate_files, format_table, pair_files
 from .io import write_csv_rows, write_json
@@ -132,6 +132,8 @@ def _evaluate_model(args: argparse.Namespace):
     device = pick_device(args.device)
     bundle = load_bundle(args.model, device)
     task = bundle.card["task"]
+    if task == "multiclass" and is_ct_seg_slices(args.data):
+        task = "binary"  # infection masks only: the multi-class model is scored on GGO + consolidation
     samples, _ = load_filtered(args.data, task)
     spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
     rows = [{"case": r.pop("id"), **class_keyed(r, task)}

@@ -88,6 +88,9 @@ def load_medseg(root: Path, task: str = "binary") -> List[Sample]:
     For ``multiclass`` only slices with a multi-class mask are returned (the others are logged).
     """
     root, task = Path(root), check_task(task)
+    if task == "lungs":
+        raise CovidSegError(f"{root} has no lung masks (MedSeg layout): score lung models on a "
+                            "covid19-ct-seg-slices folder (images/, lungs/, infection/, manifest.json)")
     images = sorted((root / "images").glob("*.png"))
     if not images:
         raise InputError(f"No images/*.png under {root}: not a MedSeg-layout folder.")

@@ -36,7 +36,7 @@ class LungParams:
     keep_share: float = 0.02  # further components are kept if >= this share of the largest
     smoothing_mm: float = 2.0
     table_opening_mm: float = 3.0  # opening that detaches the CT table from the body
-    close_bites: bool = False  # per-slice hull bites: off, they cross organs (docs/LUNGS.md)
+    close_bites: bool = True  # classic fallback only; its lung components are first filtered in 3D
     working_pixel_mm: float = 1.25  # finer in-plane grids are segmented at this pixel size (speed); 0 = never
 
 

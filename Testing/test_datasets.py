@@ -270,4 +270,6 @@ def test_unknown_layout_and_task(tmp_path):
     with pytest.raises(InputError):
         load_dataset(tmp_path)  # a MedSeg folder without any image
     with pytest.raises(CovidSegError, match="unknown task"):
-        load_dataset(tmp_path, "lungs")
+        load_dataset(tmp_path, "lobes")
+    with pytest.raises(CovidSegError, match="no lung masks"):
+        load_dataset(tmp_path, "lungs")  # MedSeg has no lung masks

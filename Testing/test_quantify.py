@@ -23,11 +23,16 @@ def vol(a, spacing=(0.5, 0.5, 2.0), direction=IDENTITY) -> Volume:
     return Volume(a, spacing, (0.0, 0.0, 0.0), direction, "HU")
 
 
+def whole(a: np.ndarray) -> np.ndarray:
+    """The label map with an empty slice above and below: the scan holds the whole lungs."""
+    return np.pad(a, ((1, 1), (0, 0), (0, 0)))
+
+
 def test_volumes_and_involvement_are_exact():
     a = two_lungs()
     a[20:30, 5:15, 42:50] = 3   # GGO in the left lung's top 10 slices: 800 voxels
     a[0:5, 5:15, 2:10] = 4      # consolidation in the right lung's bottom 5 slices: 400 voxels
-    r = quantify(vol(a))
+    r = quantify(vol(whole(a)))
     voxel = 0.5 * 0.5 * 2.0 / 1000
     assert r.voxel_ml == pytest.approx(voxel)
     assert r.lungs["left"].lung_ml == pytest.approx(30 * 10 * 16 * voxel)
@@ -41,6 +46,7 @@ def test_volumes_and_involvement_are_exact():
 def test_zones_follow_physical_height_not_array_order():
     a = two_lungs()
     a[20:30, 5:15, 42:58] = 3   # the whole top third (by index) of the left lung
+    a = whole(a)
     up = quantify(vol(a))
     assert up.lungs["left"].zones["upper"]["involvement_percent"] == pytest.approx(100.0)
     assert up.lungs["left"].zones["lower"]["involvement_percent"] == 0
@@ -65,9 +71,56 @@ def test_infection_outside_the_lung_labels_counts_for_its_side_of_the_midline():
 
 def test_empty_and_healthy_maps():
     r = quantify(vol(np.zeros((3, 8, 8), np.uint8)))
-    assert r.both_lung_ml == 0 and r.grade == "CT-0" and r.total_severity_score == 0
-    r = quantify(vol(two_lungs()))
-    assert r.both_involvement_percent == 0 and r.grade == "CT-0"
+    assert r.both_lung_ml == 0 and r.grade == "not gradable" and r.total_severity_score is None
+    assert "left lung not found" in r.warnings and "right lung not found" in r.warnings
+    r = quantify(vol(whole(two_lungs())))
+    assert r.both_involvement_percent == 0 and r.grade == "CT-0" and r.gradable
+    assert {row["region"] for row in report_rows(r)} >= {"left lung", "right upper", "both lungs"}
+
+
+def test_partial_coverage_is_not_gradable_and_says_why():
+    """Lung on the first or last slice: apex or bases are not in the scan, no grade is given."""
+    a = two_lungs()
+    a[20:30, 5:15, 42:50] = 3
+    r = quantify(vol(a))  # lungs from the first to the last slice
+    assert r.grade == "not gradable" and r.total_severity_score is None and not r.gradable
+    assert r.warnings[0] == "not gradable: partial lung coverage, 60 mm (apex and bases not in the scan)"
+    assert r.lungs["left"].involvement_percent == pytest.approx(100 * 800 / 4800)  # what was seen
+    top_only = np.pad(a, ((1, 0), (0, 0), (0, 0)))  # an empty slice below: bases in the scan
+    assert "(apex not in the scan)" in quantify(vol(top_only)).grade_word
+    one_slice = quantify(vol(a[:1]))
+    assert one_slice.grade == "not gradable" and one_slice.coverage["extent_mm"] == 2.0
+
+
+def test_zone_without_lung_is_na_not_zero():
+    a = whole(two_lungs())
+    a[:, :, :20] = 0  # no right lung at all
+    r = quantify(vol(a))
+    assert all(z["involvement_percent"] is None and z["score"] is None for z in r.lungs["right"].zones.values())
+    assert r.total_severity_score is None and "right lung not found" in r.warnings
+    assert any(row["value"] == "n/a" for row in report_rows(r))
+
+
+def test_implausible_volumes_and_ratio_are_warned():
+    r = quantify(vol(whole(two_lungs())))  # two lungs of 4.8 mL, 60 mm tall
+    assert any("outside the plausible adult range" in w for w in r.warnings)
+    assert any("short for an adult chest" in w for w in r.warnings)
+    a = whole(two_lungs())
+    a[:, 5:15, 2:14] = 0  # right lung a quarter of the left
+    assert any("ratio" in w for w in quantify(vol(a)).warnings)
+
+
+def test_density_bands_and_disagreement():
+    a = whole(two_lungs())
+    hu = np.where(a > 0, -850, 40).astype(np.int16)
+    hu[:, 5:15, 42:58] = -100  # the left lung dense, but the labels say no infection
+    r = quantify(vol(a), image=vol(hu), calibration="hu")
+    assert r.density_percent["well_aerated_-950_-700"] == pytest.approx(50.0)
+    assert r.density_percent["consolidation_like_-300_100"] == pytest.approx(50.0)
+    assert any(w.startswith("density disagreement") for w in r.warnings)
+    b = a.copy()
+    b[:, 5:15, 42:58] = 4  # the same voxels called consolidation: figures agree
+    assert not any(w.startswith("density") for w in quantify(vol(b), image=vol(hu), calibration="hu").warnings)
     assert {row["region"] for row in report_rows(r)} >= {"left lung", "right upper", "both lungs"}
 
 
@@ -88,7 +141,7 @@ def test_grade_cut_offs(pct, code):
 def test_involvement_matches_the_painted_fraction(width, height, pixel, thickness):
     a = two_lungs()
     a[30 - height:, 5:15, 42:42 + width] = 3
-    r = quantify(vol(a, spacing=(pixel, pixel, thickness)))
+    r = quantify(vol(whole(a), spacing=(pixel, pixel, thickness)))
     assert r.lungs["left"].involvement_percent == pytest.approx(100.0 * height * width / (30 * 16))
     assert r.lungs["left"].lung_ml == pytest.approx(4800 * pixel * pixel * thickness / 1000)
     assert 0 <= r.total_severity_score <= 30
