@@ -157,6 +157,8 @@ def lungs_from_mask(mask: np.ndarray, hu: np.ndarray, x_mm: np.ndarray, airways:
                     spacing_zyx: Tuple[float, float, float],
                     params: Lungs3DParams = Lungs3DParams()) -> np.ndarray:
     """The whole chain (module docstring) on LPS arrays; returns uint8 labels 0/1/2."""
+    if not mask.any():
+        return np.zeros(mask.shape, np.uint8)
     mask = mask & ~airways & ~gas_pockets(mask, hu, params)
     lung = keep_lung_components(mask & ~airless_pieces(mask, hu, params), hu, spacing_zyx, params)
     if not lung.any():

@@ -83,7 +83,9 @@ def test_cli_segment_outputs_and_resume(capsys, tmp_path):
     labels = read_volume(tmp_path / f"{stem}.labels.nii.gz")
     assert_same_geometry(labels, read_volume(CT))
     report = json.loads((tmp_path / f"{stem}.report.json").read_text())
-    assert report["model"] == MODEL and report["grade"].startswith("CT-")
+    assert report["model"] == MODEL and report["grade"] == "not gradable"  # 2 mm of lung: partial coverage
+    assert report["warnings"][0].startswith("not gradable: partial lung coverage, 2 mm")
+    assert report["total_severity_score"] is None and set(report["density_percent"]) >= {"well_aerated_-950_-700"}
     voxel_ml = np.prod(read_volume(CT).spacing) / 1000
     assert report["both_lung_ml"] == pytest.approx(np.isin(labels.array, (1, 2, 3, 4)).sum() * voxel_ml)
     seg, names = read_seg_nrrd(tmp_path / f"{stem}.seg.nrrd")
@@ -193,7 +195,8 @@ def test_cli_batch_summary_table(capsys, tmp_path):
     table = out.splitlines()[-4:]
     assert table[0].split()[:3] == ["input", "status", "seconds"] and "grade" in table[0]
     report = json.loads((tmp_path / "out" / "medseg_0000.report.json").read_text(encoding="utf-8"))
-    assert table[1].split()[:2] == ["medseg_0000.png", "done"] and table[1].split()[-1] == report["grade"]
+    assert table[1].split()[:2] == ["medseg_0000.png", "done"] and report["grade"] in table[1]
+    assert table[0].split()[-1] == "warnings" and table[1].split()[-1] == str(len(report["warnings"]))
     assert table[2].split()[:2] == ["broken.png", "failed"]
     assert table[3] == "1 of 2 inputs succeeded, 1 failed"
     rc, out, _ = run(capsys, "segment", SLICE, SLICE, "-o", tmp_path / "out", "--model", MODEL)

@@ -15,11 +15,11 @@ from COVIDSegSlicer.report_table import REPORT_COLUMNS, make_table, report_to_ta
 
 def _report():
     """Left lung 2x3x10 voxels with 3 GGO + 2 consolidation in its top slice, right lung clear."""
-    labels = np.zeros((6, 4, 40), np.uint8)
-    labels[:, :, :10] = 2      # index x low = patient's right (identity LPS)
-    labels[:, :, 30:] = 1
-    labels[5, 0, 30:33] = 3
-    labels[5, 1, 30:32] = 4
+    labels = np.zeros((8, 4, 40), np.uint8)  # slices 0 and 7 empty: the whole lungs are in the scan
+    labels[1:7, :, :10] = 2      # index x low = patient's right (identity LPS)
+    labels[1:7, :, 30:] = 1
+    labels[6, 0, 30:33] = 3
+    labels[6, 1, 30:32] = 4
     return quantify(Volume(labels, spacing=(2.0, 2.0, 2.0)))
 
 
@@ -51,6 +51,20 @@ def test_table_holds_the_reports_figures(slicer_env):
     assert math.isnan(values(grade_row)[0]) and values(grade_row)[2] == int(report.grade[-1])
     assert rows["Lung volume"][3].ToString() == "mL" and rows["Involvement"][3].ToString() == "%"
     assert node.GetAttribute("COVIDSeg.grade") == report.grade
+    warning_rows = [m for m in rows if m.startswith("Warning: ")]  # tiny lungs: implausible volumes
+    assert warning_rows == [f"Warning: {w}" for w in report.warnings] and warning_rows
+
+
+def test_table_of_a_partial_scan_has_no_grade_and_na_zones(slicer_env):
+    labels = np.zeros((3, 4, 40), np.uint8)
+    labels[:, :, :10] = 2
+    report = quantify(Volume(labels, spacing=(2.0, 2.0, 2.0)))  # right lung only, cut at both ends
+    rows = _table_rows(report_to_table(slicer_env.scene, report))
+    grade_row = next(m for m in rows if m.startswith("Severity grade"))
+    assert grade_row.startswith("Severity grade: not gradable partial lung coverage")
+    assert math.isnan(rows[grade_row][2].ToDouble())
+    assert math.isnan(rows["Upper zone score"][0].ToDouble()) and rows["Upper zone score"][1].ToDouble() == 0
+    assert math.isnan(rows["CT severity score"][2].ToDouble())
 
 
 def test_columns_are_typed_and_the_table_locked(slicer_env):

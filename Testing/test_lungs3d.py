@@ -1,0 +1,138 @@
+"""The lung model's intensity space, grouped folds, and the 3D post-processing (synthetic HU)."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from COVIDSegLib.crossval import group_kfold
+from COVIDSegLib.labels import LEFT_LUNG, RIGHT_LUNG
+from COVIDSegLib.lung_space import SIZE, clahe_opencv, to_lung_space
+from COVIDSegLib.lungs3d import lungs_from_mask
+
+# sha256 of cv2.createCLAHE(...).apply(image) (opencv-python-headless 5.0.0) for ``_clahe_image``
+OPENCV_CLAHE_7_8 = "d5dab38dd52ed7849d918d2e0cda96cb8c9fbb909e49dee9e82125c59d9a1888"
+OPENCV_CLAHE_2_4 = "d639ead1018f639cb3037e50ae5c377fb752b4acc6944d9aca6c05f0e2f8c401"
+
+
+def _clahe_image() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return (rng.random((64, 96)) * 60 + np.linspace(0, 150, 96)[None]).astype(np.uint8)
+
+
+@pytest.mark.parametrize("clip, tiles, digest", [(7.0, 8, OPENCV_CLAHE_7_8), (2.0, 4, OPENCV_CLAHE_2_4)])
+def test_clahe_is_opencvs_bit_for_bit(clip, tiles, digest):
+    out = clahe_opencv(_clahe_image(), clip, tiles)
+    assert hashlib.sha256(out.tobytes()).hexdigest() == digest
+
+
+def test_clahe_matches_opencv_on_random_images_when_installed():
+    cv2 = pytest.importorskip("cv2", reason="opencv is only a cross-check here, not a dependency")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        image = (rng.integers(0, 256, (128, 128)) // rng.integers(1, 8)).astype(np.uint8)
+        expected = cv2.createCLAHE(clipLimit=7.0, tileGridSize=(8, 8)).apply(image)
+        np.testing.assert_array_equal(clahe_opencv(image), expected)
+
+
+def test_lung_space_ignores_padding_values_and_keeps_shape():
+    hu = np.full((100, 140), -1024.0)
+    hu[20:80, 20:120] = 40.0
+    hu[30:70, 30:60] = -850.0
+    a, info = to_lung_space(hu, is_hu=True)
+    padded = hu.copy()
+    padded[:5] = -2048.0  # outside the field of view
+    b, _ = to_lung_space(padded, is_hu=True)
+    assert a.shape == (SIZE, SIZE) and a.dtype == np.float32 and info.shape == (100, 140)
+    assert np.array_equal(a, b)  # -2048 is clipped to -1024: the same image
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(0, 9), min_size=12, max_size=60), st.integers(2, 4), st.integers(0, 5))
+def test_group_folds_never_split_a_patient(groups, k, seed):
+    if len(set(groups)) < k:
+        return
+    folds = group_kfold(groups, k, seed)
+    tested = np.concatenate([test for _, test in folds])
+    assert sorted(tested.tolist()) == list(range(len(groups)))  # every slice tested once
+    for train, test in folds:
+        assert not {groups[i] for i in train} & {groups[i] for i in test}
+
+
+# ----------------------------------------------------------------------------- 3D post-processing
+SPACING_ZYX = (3.0, 2.0, 2.0)
+
+
+def chest_with_abdomen():
+    """(hu, model-like mask, true lungs): z 0-9 abdomen, z 10-29 thorax; lungs x 5-40 (patient's
+    right, low LPS x) and x 60-95; a gas-filled bowel loop walled by tissue under the left lung
+    that the mask bridges into; a kidney-like airless piece the mask spilled into; a lone gas
+    pocket deep in the abdomen."""
+    z, y, x = np.mgrid[0:30, 0:80, 0:100]
+    hu = np.full(z.shape, 40.0)
+    hu[:, :, :2] = hu[:, :, -2:] = -1000.0  # air outside the body at the sides
+    right = (z >= 10) & (((y - 40) / 30.0) ** 2 + ((x - 22) / 17.0) ** 2 <= 1)
+    left = (z >= 12) & (((y - 40) / 30.0) ** 2 + ((x - 78) / 17.0) ** 2 <= 1)
+    hu[right | left] = -850.0
+    bowel = (z >= 4) & (z <= 12) & (((y - 25) / 8.0) ** 2 + ((x - 75) / 8.0) ** 2 <= 1)
+    hu[bowel] = -1000.0
+    kidney = (z >= 3) & (z <= 12) & (((y - 60) / 6.0) ** 2 + ((x - 30) / 6.0) ** 2 <= 1)
+    deep_gas = (z <= 2) & (((y - 40) / 5.0) ** 2 + ((x - 50) / 5.0) ** 2 <= 1)
+    hu[deep_gas] = -1000.0
+    mask = right | left | bowel | kidney | deep_gas | ((z == 12) & (np.abs(x - 75) < 3) & (np.abs(y - 33) < 3))
+    return hu, mask, {"right": right, "left": left}
+
+
+def _x_mm(shape, flip: bool = False):
+    x = np.arange(shape[2]) * SPACING_ZYX[2]
+    return (x[::-1] if flip else x)[None, None, :]
+
+
+def test_gas_tissue_and_abdomen_are_not_lung():
+    hu, mask, truth = chest_with_abdomen()
+    labels = lungs_from_mask(mask, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX)
+    lungs = labels > 0
+    assert not lungs[:10].any()  # nothing below the lungs' bases: bowel, kidney, deep gas gone
+    for side, value in (("right", RIGHT_LUNG), ("left", LEFT_LUNG)):
+        found = labels == value
+        dice = 2 * (found & truth[side]).sum() / (found.sum() + truth[side].sum())
+        assert dice >= 0.95, side
+
+
+def test_lungs_touching_the_image_edge_are_kept():
+    hu, mask, truth = chest_with_abdomen()
+    cropped = (slice(None), slice(15, 65), slice(8, 92))  # lungs cut by every side of the image
+    labels = lungs_from_mask(mask[cropped], hu[cropped], _x_mm(hu[cropped].shape),
+                             np.zeros(hu[cropped].shape, bool), SPACING_ZYX)
+    for side, value in (("right", RIGHT_LUNG), ("left", LEFT_LUNG)):
+        kept = (labels == value) & truth[side][cropped]
+        assert kept.sum() >= 0.95 * truth[side][cropped].sum()
+        assert (labels == value)[:, :, [0, -1]].any() or (labels == value)[:, [0, -1]].any()
+
+
+def test_sides_follow_patient_coordinates():
+    """The same voxels with the x axis pointing to the patient's right swap the side labels."""
+    hu, mask, _ = chest_with_abdomen()
+    plain = lungs_from_mask(mask, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX)
+    mirrored = lungs_from_mask(mask, hu, _x_mm(hu.shape, flip=True), np.zeros(hu.shape, bool), SPACING_ZYX)
+    swapped = np.where(plain == 1, 2, np.where(plain == 2, 1, 0))
+    np.testing.assert_array_equal(mirrored, swapped)
+
+
+def test_lungs_joined_at_the_anterior_junction_are_split():
+    hu, mask, truth = chest_with_abdomen()
+    bridge = (np.arange(30)[:, None, None] >= 14) & (np.abs(np.arange(80) - 12)[None, :, None] < 3) \
+        & (np.abs(np.arange(100) - 50)[None, None, :] < 14)
+    hu[bridge] = -850.0
+    labels = lungs_from_mask(mask | bridge, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX)
+    assert (labels[truth["left"]] == LEFT_LUNG).mean() > 0.97
+    assert (labels[truth["right"]] == RIGHT_LUNG).mean() > 0.97
+
+
+def test_no_mask_gives_no_lungs():
+    hu, _, _ = chest_with_abdomen()
+    empty = np.zeros(hu.shape, bool)
+    assert not lungs_from_mask(empty, hu, _x_mm(hu.shape), empty, SPACING_ZYX).any()
