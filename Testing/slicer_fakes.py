@@ -44,6 +44,8 @@ class FakeSegmenter:
     task: str = "multiclass"
     calls: List[tuple] = field(default_factory=list)  # shapes of the volumes segmented
 
+    lung_method: str = "training-free (classic)"
+
     @property
     def bundle(self) -> FakeBundle:
         return FakeBundle(self.task)
