@@ -4,11 +4,13 @@ Each axial slice -> letterboxed to 256 x 256 -> min-max over the slice's own val
 CLAHE exactly as OpenCV's ``createCLAHE(clipLimit=7.0, tileGridSize=(8, 8))``
 (``shared/data/README.md``). It is reproducible on any input (HU, 8-bit windows), so real
 volumes reach the model in the space it was trained in. HU are clipped to [-1024, 3071] first,
-so that padding values (-2048, -3024) do not stretch the range.
+so that padding values (-2048, -3024) do not stretch the range, and a flat non-air padding
+outside the field of view (e.g. 0) becomes air (``unpad``).
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from .preprocess import LetterboxInfo, letterbox
 
@@ -64,11 +66,22 @@ def minmax_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
+def unpad(hu: np.ndarray, air: float = HU_RANGE[0]) -> np.ndarray:
+    """A slice whose corners share one non-air value (padding outside a round field of view
+    stored as 0 or another tissue-like value): that flat corner region becomes air."""
+    corners = {float(hu[0, 0]), float(hu[0, -1]), float(hu[-1, 0]), float(hu[-1, -1])}
+    if len(corners) != 1 or corners.pop() <= -900.0:
+        return hu
+    flat, _ = ndimage.label(hu == hu[0, 0])
+    pad = np.isin(flat, np.unique(flat[[0, 0, -1, -1], [0, -1, 0, -1]]))
+    return np.where(pad, air, hu).astype(np.float32)
+
+
 def to_lung_space(slice_values: np.ndarray, is_hu: bool) -> tuple[np.ndarray, LetterboxInfo]:
     """One (y, x) slice (HU, or any 8-bit window) -> ((256, 256) float32 in 0..255, letterbox)."""
     a = np.asarray(slice_values, dtype=np.float32)
     if is_hu:
-        a = np.clip(a, *HU_RANGE)
+        a = unpad(np.clip(a, *HU_RANGE))
     boxed, info = letterbox(a, SIZE, order=1, pad_value=float(a.min()))
     return clahe_opencv(minmax_uint8(boxed)).astype(np.float32), info
 

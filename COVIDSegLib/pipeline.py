@@ -22,6 +22,7 @@ from .report import write_csv, write_html
 from .validate import check_volume
 from .volume import HU, MEDSEG8, Volume
 
+NO_LUNG = "No lung found: is this a chest CT, and are its intensities right (see --intensity)?"
 Outputs = Tuple[List[Path], Dict[str, object]]  # written files (none: skipped), summary columns
 
 
@@ -66,7 +67,7 @@ def lungs_file(path: str, out_dir: Path, opts: FileOptions = FileOptions(),
     labels = segment_lungs(volume, calibration=calibration, progress=progress, cancel=cancel,
                            model=lung_model_for(opts.lungs))
     if not labels.array.any():
-        raise InputError("No lung found: is this a chest CT, and are its intensities right (see --intensity)?")
+        raise InputError(NO_LUNG)
     written = []
     if opts.overlay:
         written.append(save_overlay(volume, labels, Path(out_dir) / f"{stem}.overlay.png", calibration=calibration,
@@ -90,6 +91,8 @@ def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOp
     start = time.time()
     result = segmenter.segment(volume, progress, cancel)
     check(cancel)
+    if not result.lungs.array.any():
+        raise InputError(NO_LUNG)
     report = quantify(result.labels, volume, resolve_calibration(volume, opts.intensity))
     names = names_for(segmenter.bundle.card["task"])
     meta = {"input": str(path), "model": segmenter.bundle.name, "model_sha256": segmenter.bundle.card["sha256"],

@@ -136,3 +136,17 @@ def test_no_mask_gives_no_lungs():
     hu, _, _ = chest_with_abdomen()
     empty = np.zeros(hu.shape, bool)
     assert not lungs_from_mask(empty, hu, _x_mm(hu.shape), empty, SPACING_ZYX).any()
+
+
+def test_flat_tissue_like_padding_becomes_air():
+    """A round field of view padded with 0 instead of air looks like -1024 padding to the model."""
+    y, x = np.mgrid[0:128, 0:128]
+    inside = (y - 64) ** 2 + (x - 64) ** 2 < 60 ** 2
+    body = np.where(((y - 64) / 40.0) ** 2 + ((x - 64) / 50.0) ** 2 < 1, 40.0, -1000.0)
+    body[(np.abs(y - 64) < 15) & (np.abs(x - 45) < 10)] = -850.0
+    air_pad, zero_pad = (np.where(inside, body, pad) for pad in (-1024.0, 0.0))
+    np.testing.assert_array_equal(to_lung_space(zero_pad, True)[0], to_lung_space(air_pad, True)[0])
+    from COVIDSegLib.lung_space import unpad
+    mixed = zero_pad.copy()
+    mixed[0, 0] = -1000.0  # corners that are not one flat value: left as they are
+    np.testing.assert_array_equal(unpad(mixed), mixed)

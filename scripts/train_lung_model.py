@@ -11,6 +11,7 @@ empty masks, repeated so that the network sees them. Resumable: re-run the same 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 import time
@@ -25,7 +26,8 @@ from COVIDSegLib.bundle import save_bundle  # noqa: E402
 from COVIDSegLib.crossval import cross_validate  # noqa: E402
 from COVIDSegLib.datasets import Sample, filter_quality, load_ct_seg_slices, write_quality_log  # noqa: E402
 from COVIDSegLib.intensity import resolve_calibration, to_hu  # noqa: E402
-from COVIDSegLib.io import read_volume  # noqa: E402
+from COVIDSegLib.io import read_volume, write_json  # noqa: E402
+from COVIDSegLib.metrics import summarise  # noqa: E402
 from COVIDSegLib.lung_space import volume_slices  # noqa: E402
 from COVIDSegLib.orientation import orient_lps  # noqa: E402
 from COVIDSegLib.slice_prep import InputSpec  # noqa: E402
@@ -58,6 +60,30 @@ def negatives(spec: str, repeat: int) -> list:
             for r in range(repeat) for i, img in enumerate(images)]
 
 
+def lung_cv_metrics(rows: list) -> dict:
+    """CV figures from ``cv_slices`` rows: the lung slices (grouped folds), per fold, and the
+    lung-free negatives (Dice 1 there means an empty prediction)."""
+    lung = [r for r in rows if not str(r["id"]).startswith("neg_")]
+    negatives = [r for r in rows if str(r["id"]).startswith("neg_")]
+    folds = sorted({int(r["fold"]) for r in lung})
+    return {"lung_slices": summarise([{k: v for k, v in r.items() if k not in ("fold", "id")} for r in lung]),
+            "per_fold_dice": {str(f): float(np.mean([float(r["dice"]) for r in lung if int(r["fold"]) == f]))
+                              for f in folds},
+            "negatives": {"n": len(negatives), "empty_prediction": sum(float(r["dice"]) == 1.0 for r in negatives),
+                          "mean_false_positive_share": float(np.mean([1 - float(r["specificity"]) for r in negatives]))
+                          if negatives else 0.0}}
+
+
+def card_with_cv(card: dict, cv_dir: Path) -> dict:
+    """The card's CV metrics from ``cv_dir/cv_slices.csv`` (lung slices only) and the split."""
+    with open(cv_dir / "cv_slices.csv", newline="", encoding="utf-8") as f:
+        figures = lung_cv_metrics(list(csv.DictReader(f)))
+    card["metrics"] = {"cv": figures["lung_slices"], "cv_folds": 5,
+                       "cv_per_fold_dice": figures["per_fold_dice"], "cv_negatives": figures["negatives"],
+                       "cv_data": "covid19-ct-seg-slices lung slices; folds grouped by patient"}
+    return card
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -69,7 +95,13 @@ def main() -> int:
     ap.add_argument("--name", default="covidseg_lungs")
     ap.add_argument("--epochs", type=int, default=CONFIG["epochs"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--card-only", type=Path, help="rewrite this bundle card's CV metrics from OUT/cv and stop")
     args = ap.parse_args()
+    if args.card_only:
+        card = card_with_cv(json.loads(args.card_only.read_text(encoding="utf-8")), args.out / "cv")
+        write_json(card, args.card_only)
+        print(json.dumps(card["metrics"]["cv"]["dice"]), card["metrics"]["cv_per_fold_dice"])
+        return 0
     torch.set_num_threads(args.threads)
     cfg = TrainConfig.from_dict({**CONFIG, "epochs": args.epochs})
     samples = load_ct_seg_slices(args.data, "lungs")
@@ -90,6 +122,8 @@ def main() -> int:
                      compute_description(time.time() - start, trainer.device))
     card["training"]["negatives"] = args.negative
     card["training"]["cv_split"] = "grouped by patient (manifest group); negatives by volume"
+    if cv:
+        card = card_with_cv(card, args.out / "cv")
     print("bundle:", save_bundle(result.model, card, args.bundle_dir, args.name), flush=True)
     return 0
 

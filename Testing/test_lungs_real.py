@@ -1,0 +1,140 @@
+"""The shipped lung model with 3D post-processing on variants of a real HU volume.
+
+``totalseg_example_ct_sm`` (lung bases and upper abdomen, 3 mm) with TotalSegmentator's lungs
+as the reference: other array orientations, a prone-style header, lungs cut by the image
+edge, thick and thin slices, padding values, and an abdomen-only slab. Each variant must give
+the same lungs as the plain volume (within a small Dice margin) with the sides right.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from COVIDSegLib.cli import main
+from COVIDSegLib.io import read_volume
+from COVIDSegLib.lung_model import load_lung_model
+from COVIDSegLib.lungs import segment_lungs
+from COVIDSegLib.volume import Volume
+
+NAME = "totalseg_example_ct_sm"
+MARGIN = 0.05  # Dice a variant may lose against the plain volume
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b)))
+
+
+@pytest.fixture(scope="module")
+def model():
+    lung_model = load_lung_model("auto")
+    if lung_model is None:
+        pytest.skip("the lung model bundle is not installed")
+    return lung_model
+
+
+@pytest.fixture(scope="module")
+def real(request):
+    from conftest import SHARED_DATA
+    root = SHARED_DATA / "hu-volumes"
+    if not root.is_dir():
+        pytest.skip(f"real data folder {root} is not available")
+    return sitk.ReadImage(str(root / f"{NAME}.nii.gz")), sitk.ReadImage(str(root / f"{NAME}.lungs.nii.gz"))
+
+
+def _volume(image: sitk.Image) -> Volume:
+    return Volume.from_sitk(image)
+
+
+def scores(model, image: sitk.Image, reference: sitk.Image) -> dict:
+    labels = segment_lungs(_volume(image), model=model).array
+    ref = sitk.GetArrayFromImage(reference)
+    return {"both": dice(labels > 0, ref > 0), "left": dice(labels == 1, ref == 1),
+            "right": dice(labels == 2, ref == 2), "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def plain(model, real):
+    return scores(model, *real)
+
+
+def test_plain_volume_finds_both_lung_bases_and_no_abdomen(plain, real):
+    ref = sitk.GetArrayFromImage(real[1])
+    assert plain["both"] >= 0.75 and plain["left"] >= 0.6 and plain["right"] >= 0.8  # measured 0.80/0.67/0.88
+    below_bases = np.flatnonzero(ref.any(axis=(1, 2)))[0] - 2  # slices well below the reference lungs
+    assert not plain["labels"][:below_bases].any()  # no bowel gas, kidney or liver labelled lung
+
+
+@pytest.mark.parametrize("orientation", ["RAS", "LPI", "RPS", "PLS"])
+def test_other_array_orientations_give_the_same_lungs(model, real, plain, orientation):
+    image, reference = (sitk.DICOMOrient(x, orientation) for x in real)
+    s = scores(model, image, reference)
+    for side in ("both", "left", "right"):
+        assert s[side] >= plain[side] - MARGIN, side
+
+
+def test_prone_header_gives_the_same_lungs(model, real, plain):
+    """The array rotated 180 degrees in-plane with direction (-1, -1, 1), as a prone scan's
+    ImageOrientationPatient (-1 0 0 0 -1 0) stores it: the patient's sides follow the header."""
+    out = []
+    for x in real:
+        a = sitk.GetArrayFromImage(x)[:, ::-1, ::-1]
+        rotated = sitk.GetImageFromArray(np.ascontiguousarray(a))
+        size = np.array(x.GetSize(), float) - 1
+        corner = x.TransformContinuousIndexToPhysicalPoint(tuple(size[:2]) + (0.0,))
+        rotated.SetSpacing(x.GetSpacing())
+        rotated.SetOrigin(corner)
+        d = np.array(x.GetDirection()).reshape(3, 3) @ np.diag([-1.0, -1.0, 1.0])
+        rotated.SetDirection(tuple(d.ravel()))
+        out.append(rotated)
+    s = scores(model, *out)
+    for side in ("both", "left", "right"):
+        assert s[side] >= plain[side] - MARGIN, side
+
+
+def test_lungs_cut_by_the_image_edge_are_kept(model, real):
+    ref = sitk.GetArrayFromImage(real[1])
+    xs = np.flatnonzero(ref.any(axis=(0, 1)))
+    crop = [int(xs[0]) + 3, int(xs[-1]) - 3]  # both lungs now run off the left and right edges
+    image, reference = (x[crop[0]:crop[1], :, :] for x in real)
+    s = scores(model, image, reference)
+    assert s["both"] >= 0.7 and s["left"] >= 0.55 and s["right"] >= 0.75
+    labels = s["labels"]
+    assert (labels[..., 0] > 0).any() and (labels[..., -1] > 0).any()
+
+
+@pytest.mark.parametrize("thickness", [1.5, 6.0])
+def test_thin_and_thick_slices(model, real, plain, thickness):
+    def resample(image: sitk.Image, interpolator) -> sitk.Image:
+        spacing = (image.GetSpacing()[0], image.GetSpacing()[1], thickness)
+        size = [image.GetSize()[0], image.GetSize()[1],
+                int(round(image.GetSize()[2] * image.GetSpacing()[2] / thickness))]
+        return sitk.Resample(image, size, sitk.Transform(), interpolator, image.GetOrigin(), spacing,
+                             image.GetDirection(), -1024 if interpolator == sitk.sitkLinear else 0)
+    s = scores(model, resample(real[0], sitk.sitkLinear), resample(real[1], sitk.sitkNearestNeighbor))
+    assert s["both"] >= plain["both"] - 2 * MARGIN and s["right"] >= plain["right"] - 2 * MARGIN
+
+
+@pytest.mark.parametrize("pad", [-1024, -2048, 0])
+def test_padding_values_outside_the_field_of_view(model, real, plain, pad):
+    a = sitk.GetArrayFromImage(real[0])
+    _, ny, nx = a.shape
+    y, x = np.mgrid[0:ny, 0:nx]
+    outside = ((y - ny / 2) / (0.62 * ny)) ** 2 + ((x - nx / 2) / (0.62 * nx)) ** 2 > 1  # a round field of view
+    padded = sitk.GetImageFromArray(np.where(outside[None], pad, a).astype(np.int16))
+    padded.CopyInformation(real[0])
+    s = scores(model, padded, real[1])
+    for side in ("both", "left", "right"):
+        assert s[side] >= plain[side] - MARGIN, side
+
+
+def test_abdomen_only_slab_is_a_clear_error(real, model, tmp_path, capsys):
+    """Slices below the lung bases only: `covidseg lungs` refuses with one line, writes nothing."""
+    path = tmp_path / "abdomen.nii.gz"
+    sitk.WriteImage(real[0][:, :, :12], str(path))
+    before = path.read_bytes()
+    assert main(["lungs", str(path), "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No lung found" in err[0] and "abdomen.nii.gz" in err[0]
+    assert not any((tmp_path / "out").glob("*")) and path.read_bytes() == before
+    assert read_volume(path).shape[0] == 12

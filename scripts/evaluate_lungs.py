@@ -1,0 +1,121 @@
+"""Measure the lungs (learned + 3D post-processing, and the training-free method) on real data.
+
+* MedSeg 52 slices: share of the expert-marked infection inside the predicted lungs.
+* HU volumes: Dice against the reference lungs of ``totalseg_example_ct_sm`` (each side), lung
+  voxels far outside the reference, in soft tissue or outside the body; the DICOM series'
+  lungs per slice and side; robustness variants of the reference volume.
+* Overlays of every HU volume, old (training-free) and new (learned), in docs/figures.
+
+Writes docs/LUNGS_DATA.json and prints a summary. Usage:
+    python scripts/evaluate_lungs.py [../shared/data]
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from COVIDSegLib.intensity import to_hu  # noqa: E402
+from COVIDSegLib.io import read_volume  # noqa: E402
+from COVIDSegLib.lung_model import load_lung_model  # noqa: E402
+from COVIDSegLib.lungs import segment_lungs  # noqa: E402
+from COVIDSegLib.overlay import save_overlay  # noqa: E402
+from COVIDSegLib.volume import Volume  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("learned", "classic")
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b)))
+
+
+def medseg(data: Path, model) -> dict:
+    out = {}
+    for method in METHODS:
+        inside, worst = [], ("", 2.0)
+        start = time.perf_counter()
+        for image in sorted((data / "medseg100" / "images").glob("*.png")):
+            mask = sitk.GetArrayFromImage(sitk.ReadImage(str(data / "medseg100" / "masks" / image.name))) > 0
+            if not mask.any():
+                continue
+            lungs = segment_lungs(read_volume(image), model=model if method == "learned" else None).array[0] > 0
+            share = float((mask & lungs).sum() / mask.sum())
+            inside.append(share)
+            worst = min(worst, (image.stem, share), key=lambda t: t[1])
+        out[method] = {"slices": len(inside), "inside_mean": float(np.mean(inside)),
+                       "inside_median": float(np.median(inside)), "inside_min": worst[1], "worst_slice": worst[0],
+                       "slices_ge_95": int(np.sum(np.array(inside) >= 0.95)),
+                       "seconds_per_slice": (time.perf_counter() - start) / len(inside)}
+    return out
+
+
+def outside_body(hu: np.ndarray) -> np.ndarray:
+    """Air connected to the image border in each slice."""
+    out = np.zeros(hu.shape, bool)
+    for z in range(len(hu)):
+        labels, _ = ndimage.label(hu[z] < -500)
+        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        out[z] = np.isin(labels, border[border > 0])
+    return out
+
+
+def reference_scores(labels: np.ndarray, ref: np.ndarray, hu: np.ndarray) -> dict:
+    lung = labels > 0
+    far = lung & ~ndimage.binary_dilation(ref > 0, iterations=2)  # > 2 voxels (6 mm) from the reference
+    return {"dice_both": dice(lung, ref > 0), "dice_left": dice(labels == 1, ref == 1),
+            "dice_right": dice(labels == 2, ref == 2),
+            "share_outside_reference": float((lung & (ref == 0)).sum() / max(1, lung.sum())),
+            "voxels_far_outside_reference": int(far.sum()),
+            "far_voxels_soft_tissue": int((far & (hu > -300)).sum()),
+            "far_voxels_gas_below_-900": int((far & (hu < -900)).sum()),
+            "voxels_outside_body": int((lung & outside_body(hu)).sum()),
+            "left_ml": 0.0, "right_ml": 0.0}
+
+
+def hu_volumes(data: Path, model, figures: Path) -> dict:
+    root = data / "hu-volumes"
+    out = {}
+    ref_path = root / "totalseg_example_ct_sm.lungs.nii.gz"
+    for name in ("totalseg_example_ct_sm.nii.gz", "totalseg_dicom_series"):
+        volume = read_volume(root / name)
+        hu = to_hu(volume).array
+        stem = name.split(".nii")[0]
+        for method in METHODS:
+            start = time.perf_counter()
+            labels = segment_lungs(volume, model=model if method == "learned" else None)
+            seconds = time.perf_counter() - start
+            a = labels.array
+            row = reference_scores(a, read_volume(ref_path).array, hu) if stem.endswith("_sm") else {}
+            row.update({"left_ml": float((a == 1).sum() * volume.voxel_volume_ml),
+                        "right_ml": float((a == 2).sum() * volume.voxel_volume_ml),
+                        "slices_with_left": int((a == 1).any(axis=(1, 2)).sum()),
+                        "slices_with_right": int((a == 2).any(axis=(1, 2)).sum()),
+                        "median_hu_left": float(np.median(hu[a == 1])) if (a == 1).any() else None,
+                        "median_hu_right": float(np.median(hu[a == 2])) if (a == 2).any() else None,
+                        "seconds": round(seconds, 2)})
+            out[f"{stem}/{method}"] = row
+            save_overlay(volume, labels, figures / f"lungs_{stem}_{method}.png",
+                         title=f"{stem}: {method} lungs", count=12)
+    return out
+
+
+def main(data: Path) -> None:
+    model = load_lung_model("auto")
+    if model is None:
+        sys.exit("no lung model installed")
+    result = {"lung_model": model.name, "hu_volumes": hu_volumes(data, model, ROOT / "docs" / "figures"),
+              "medseg52": medseg(data, model)}
+    (ROOT / "docs" / "LUNGS_DATA.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data")
