@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--tta", action="store_true", help="average with the left-right mirrored prediction")
     segment.add_argument("--min-component-mm3", type=float, default=10.0, help="smaller infection islands are removed")
     segment.add_argument("--lung-margin-mm", type=float, default=None,
-                         help="infection is kept within the lungs dilated in-plane by this (default: 3 with "
+                         help="infection is kept within the lungs dilated in-plane by this (default: 5 with "
                               "the learned lungs, 10 with the training-free ones)")
     segment.set_defaults(run=run_segment)
     add_model_commands(sub)

@@ -39,7 +39,7 @@ class InferenceOptions:
     calibration: str = "auto"
     tta_flip: bool = False           # average with the left-right mirrored prediction
     lung_margin_mm: Optional[float] = None  # infection kept within the lungs dilated in-plane by this;
-    # None: 3 mm with the learned lungs (they hold consolidation), 10 mm with the training-free ones
+    # None: 5 mm (two lung-model pixels) with the learned lungs, which hold consolidation; 10 mm with the training-free ones
     lungs: str = "auto"              # lung model name/path; "auto": the bundled one if installed; "classic"
     min_component_mm3: float = 10.0  # smaller infection islands are removed (mm^2 x slice thickness)
     empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
@@ -72,7 +72,7 @@ class Segmenter:
         self.batch_size = max(1, int(options.batch_size))
         self.lung_model = load_lung_model(options.lungs, options.device)
         margin = options.lung_margin_mm
-        self.lung_margin_mm = float(margin if margin is not None else (3.0 if self.lung_model else 10.0))
+        self.lung_margin_mm = float(margin if margin is not None else (5.0 if self.lung_model else 10.0))
 
     @property
     def lung_method(self) -> str:

@@ -15,12 +15,12 @@ import torch
 from .bundle import ModelBundle, find_bundle, load_bundle
 from .errors import CovidSegError
 from .intensity import MEDSEG8, to_hu
-from .lung_space import to_lung_space
+from .lung_space import slices_to_lung_space
 from .models.fold import fold_batchnorm
 from .predict2d import batch_probabilities, pick_device
-from .preprocess import unletterbox
+from .preprocess import letterbox, unletterbox
 from .progress import CancelToken, ProgressCallback, check, no_progress
-from .slice_prep import InputSpec, prepare
+from .slice_prep import InputSpec
 from .volume import Volume
 
 DEFAULT_LUNG_MODEL = "covidseg_lungs"
@@ -77,13 +77,11 @@ class LungModel:
             values = np.asarray(lps[zs])
             if is_hu:
                 values = to_hu(Volume(values, space=space), calibration).array
-            spaced = [to_lung_space(v, is_hu) for v in values]
-            prepared = [prepare(s, self.spec) for s, _ in spaced]
-            x = torch.from_numpy(np.stack([p for p, _ in prepared])[:, None])
+            spaced, info256 = slices_to_lung_space(values, is_hu)
+            x, info = letterbox(spaced, self.spec.size, order=1, pad_value=0.0)  # as slice_prep.prepare
+            x = torch.from_numpy(np.clip(x / 255.0, 0.0, 1.0).astype(np.float32)[:, None])
             prob, _ = batch_probabilities(self.model, x, self.device)
-            for i, ((_, info256), (_, geom)) in enumerate(zip(spaced, prepared)):
-                p256 = unletterbox(prob[i, 1], geom.letterbox, order=1)
-                p = unletterbox(p256, info256, order=1)
-                out[start + i] = np.rint(np.clip(p, 0.0, 1.0) * 255.0).astype(np.uint8)
+            full = unletterbox(unletterbox(prob[:, 1], info, order=1), info256, order=1)
+            out[zs] = np.rint(np.clip(full, 0.0, 1.0) * 255.0).astype(np.uint8)
             progress(zs.stop, len(lps), f"lung model {zs.stop}/{len(lps)}")
         return out

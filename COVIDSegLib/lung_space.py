@@ -79,14 +79,25 @@ def unpad(hu: np.ndarray, air: float = HU_RANGE[0]) -> np.ndarray:
 
 def to_lung_space(slice_values: np.ndarray, is_hu: bool) -> tuple[np.ndarray, LetterboxInfo]:
     """One (y, x) slice (HU, or any 8-bit window) -> ((256, 256) float32 in 0..255, letterbox)."""
-    a = np.asarray(slice_values, dtype=np.float32)
+    out, info = slices_to_lung_space(np.asarray(slice_values)[None], is_hu)
+    return out[0], info
+
+
+def slices_to_lung_space(values: np.ndarray, is_hu: bool) -> tuple[np.ndarray, LetterboxInfo]:
+    """(n, y, x) slices of one volume -> ((n, 256, 256) float32 in 0..255, their common
+    letterbox); each slice is padded with its own minimum, then min-max and CLAHE per slice."""
+    a = np.asarray(values, dtype=np.float32)
     if is_hu:
-        a = unpad(np.clip(a, *HU_RANGE))
-    boxed, info = letterbox(a, SIZE, order=1, pad_value=float(a.min()))
-    return clahe_opencv(minmax_uint8(boxed)).astype(np.float32), info
+        a = np.stack([unpad(s) for s in np.clip(a, *HU_RANGE)])
+    boxed, info = letterbox(a, SIZE, order=1, pad_value=np.nan)
+    out = np.empty(boxed.shape, np.float32)
+    for i, (plane, lo) in enumerate(zip(boxed, a.reshape(len(a), -1).min(axis=1))):
+        out[i] = clahe_opencv(minmax_uint8(np.where(np.isnan(plane), lo, plane)))
+    return out, info
 
 
 def volume_slices(stored: np.ndarray, is_hu: bool) -> np.ndarray:
     """(n, y, x) stored slices (HU, or 8-bit) -> (n, 256, 256) float32 in the lung space."""
-    return np.stack([to_lung_space(s, is_hu)[0] for s in np.asarray(stored)]) if len(stored) else \
-        np.zeros((0, SIZE, SIZE), np.float32)
+    if not len(stored):
+        return np.zeros((0, SIZE, SIZE), np.float32)
+    return slices_to_lung_space(stored, is_hu)[0]

@@ -57,16 +57,19 @@ def segment_lungs(
     that pixel size and the labels mapped back (nearest neighbour): about 4x fewer pixels for
     typical 0.6-0.8 mm CT, with contours within a working pixel.
     """
-    if model is not None:
-        return _learned(volume, resolve_calibration(volume, calibration), model, params, progress, cancel)
+    calibration = resolve_calibration(volume, calibration)
+
+    def run(grid: Volume) -> np.ndarray:
+        if model is not None:
+            return _learned(grid, calibration, model, params, progress, cancel)
+        return _segment_grid(to_hu(grid, calibration), params, progress, cancel)
+
     fine = params.working_pixel_mm > 0 and min(volume.spacing[:2]) < 0.9 * params.working_pixel_mm
     if not fine:
-        return volume.with_array(_segment_grid(to_hu(volume, calibration), params, progress, cancel))
+        return volume.with_array(run(volume))
     # resample the stored voxels first (slab by slab): no full-size float copy of a large volume
-    calibration = resolve_calibration(volume, calibration)
     coarse, info = resample_inplane(volume, params.working_pixel_mm, "linear", keep_dtype=False)  # unrounded
-    hu = to_hu(coarse, calibration)
-    labels = coarse.with_array(_segment_grid(hu, params, progress, cancel))
+    labels = coarse.with_array(run(coarse))
     return volume.with_array(restore_inplane(labels, info, nearest=True).array)
 
 
@@ -100,7 +103,8 @@ def _segment_grid(volume: Volume, params: LungParams, progress: ProgressCallback
 
 
 def _learned(volume: Volume, calibration: str, model, params: LungParams, progress: ProgressCallback,
-             cancel: Optional[CancelToken]) -> Volume:
+             cancel: Optional[CancelToken]) -> np.ndarray:
+    """Labels of the lung model + ``lungs3d`` on the volume's own grid (LPS inside)."""
     lps = to_lps(volume.array, volume)
     spacing = lps_spacing_zyx(volume)
     prob = model.probabilities(lps, volume.space, calibration, progress, cancel)
@@ -110,7 +114,7 @@ def _learned(volume: Volume, calibration: str, model, params: LungParams, progre
     airways = airway_mask(hu, hu < params.lung_threshold_hu, grid, params)
     x_mm = patient_coordinate(grid, 0)
     labels = lungs_from_mask(prob >= 128, hu, x_mm, airways, spacing)
-    return volume.with_array(np.ascontiguousarray(from_lps(labels, volume)))
+    return np.ascontiguousarray(from_lps(labels, volume))
 
 
 def body_mask(hu: np.ndarray, volume: Volume, params: LungParams = LungParams()) -> np.ndarray:

@@ -51,10 +51,8 @@ def component_table(labels: np.ndarray, n: int, hu: np.ndarray, params: Lungs3DP
     count = np.bincount(flat, minlength=n + 1)[1:]
     aerated = np.bincount(flat, (hu < params.aerated_hu).ravel(), minlength=n + 1)[1:]
     gas = np.bincount(flat, (hu < params.gas_hu).ravel(), minlength=n + 1)[1:]
-    z = np.broadcast_to(np.arange(labels.shape[0])[:, None, None], labels.shape).ravel()
-    top = np.zeros(n + 1, int)
-    np.maximum.at(top, flat, z)
-    return {"voxels": count, "top": top[1:], "aerated": aerated / np.maximum(count, 1),
+    top = np.array([-1 if box is None else box[0].stop - 1 for box in ndimage.find_objects(labels, n)])
+    return {"voxels": count, "top": top, "aerated": aerated / np.maximum(count, 1),
             "gas": gas / np.maximum(count, 1)}
 
 
