@@ -76,7 +76,7 @@ def lungs_file(path: str, out_dir: Path, opts: FileOptions = FileOptions(),
     report = quantify(labels)
     ml = {side: f.lung_ml for side, f in report.lungs.items()}
     return written, {"left lung mL": round(ml["left"], 1), "right lung mL": round(ml["right"], 1),
-                     "warnings": "; ".join(report.warnings) or "none"}
+                     "warnings": "; ".join(w.removeprefix("not gradable: ") for w in report.warnings) or "none"}
 
 
 def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOptions(),

@@ -370,3 +370,42 @@ def test_cli_train_cv_larger_than_dataset_is_a_user_error(medseg_subset, tmp_pat
     rc, _, err = run(capsys, "train", medseg_subset, "-o", tmp_path, "--cv", "20", "--model", "unet",
                      "--model-options", '{"base": 4}', "--size", "32", "--epochs", "1", "-q")
     assert rc == 2 and error_lines(err)[0].startswith("covidseg: error:"), err
+
+
+@pytest.fixture
+def ct_seg_slices_subset(tmp_path):
+    """Eight real slices of two patients in the covid19-ct-seg-slices layout."""
+    src = SHARED_DATA / "covid19-ct-seg-slices"
+    if not src.is_dir():
+        pytest.skip(f"real data folder {src} is not available")
+    manifest = json.loads((src / "manifest.json").read_text(encoding="utf-8"))
+    picked = [m for m in manifest if m["group"] == 0][10:14] + [m for m in manifest if m["group"] == 11][5:9]
+    root = tmp_path / "ctseg"
+    for folder in ("images", "lungs", "infection"):
+        (root / folder).mkdir(parents=True)
+        for m in picked:
+            (root / folder / f"{m['id']}.png").write_bytes((src / folder / f"{m['id']}.png").read_bytes())
+    (root / "manifest.json").write_text(json.dumps(picked), encoding="utf-8")
+    return root
+
+
+def test_cli_evaluate_lung_model_on_the_ct_seg_slices_layout(ct_seg_slices_subset, capsys, tmp_path):
+    rc, out, err = run(capsys, "evaluate", "--model", "covidseg_lungs", "--data", ct_seg_slices_subset,
+                       "-o", tmp_path / "lungs.json")
+    assert rc == 0, err
+    assert out.splitlines()[1].startswith("lungs")
+    summary = json.loads((tmp_path / "lungs.json").read_text())["summary"]
+    assert summary["lungs_dice"]["n"] == 8 and summary["lungs_dice"]["mean"] >= 0.9
+    rc, out, err = run(capsys, "evaluate", "--model", "covidseg_multiclass", "--data", ct_seg_slices_subset,
+                       "-o", tmp_path / "infection.json")
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "infection.json").read_text())["summary"]
+    assert summary["infection_dice"]["n"] == 8 and 0.0 <= summary["infection_dice"]["mean"] <= 1.0
+
+
+def test_the_lung_bundle_is_listed_and_is_a_lung_model(capsys):
+    rc, out, _ = run(capsys, "models", "--json")
+    lungs = next(b for b in json.loads(out) if b["name"] == "covidseg_lungs")
+    assert rc == 0 and lungs["task"] == "lungs" and lungs["bundled"]
+    card = load_bundle("covidseg_lungs").card
+    assert card["preprocessing"]["intensity_space"] == "lung" and card["labels"]["1"]["name"] == "lungs"

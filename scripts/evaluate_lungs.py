@@ -84,8 +84,9 @@ def hu_volumes(data: Path, model, figures: Path) -> dict:
     root = data / "hu-volumes"
     out = {}
     ref_path = root / "totalseg_example_ct_sm.lungs.nii.gz"
-    for name in ("totalseg_example_ct_sm.nii.gz", "totalseg_dicom_series"):
-        volume = read_volume(root / name)
+    for path in (root / "totalseg_example_ct_sm.nii.gz", root / "totalseg_dicom_series", data / "chest-ct-dicom"):
+        name = path.name
+        volume = read_volume(path)
         hu = to_hu(volume).array
         stem = name.split(".nii")[0]
         for method in METHODS:

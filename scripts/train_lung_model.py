@@ -63,6 +63,7 @@ def negatives(spec: str, repeat: int) -> list:
 def lung_cv_metrics(rows: list) -> dict:
     """CV figures from ``cv_slices`` rows: the lung slices (grouped folds), per fold, and the
     lung-free negatives (Dice 1 there means an empty prediction)."""
+    rows = [{k: (v if k == "id" else float(v)) for k, v in r.items()} for r in rows]  # CSV text
     lung = [r for r in rows if not str(r["id"]).startswith("neg_")]
     negatives = [r for r in rows if str(r["id"]).startswith("neg_")]
     folds = sorted({int(r["fold"]) for r in lung})
