@@ -166,6 +166,9 @@ def lungs_from_mask(mask: np.ndarray, hu: np.ndarray, x_mm: np.ndarray, airways:
         return sides
     out = np.zeros(mask.shape, np.uint8)
     for side in (RIGHT_LUNG, LEFT_LUNG):
-        filled = morph.fill_holes_per_slice(sides == side)
-        out[filled & (out == 0)] = side
+        mask = sides == side
+        if mask.any():
+            box = morph.bounding_box(mask)  # holes lie inside the lung's box
+            filled = morph.fill_holes_per_slice(mask[box])
+            out[box][filled & (out[box] == 0)] = side
     return out
