@@ -19,7 +19,7 @@ from scipy import ndimage
 from . import morphology as morph
 from .intensity import resolve_calibration, to_hu
 from .labels import BACKGROUND, LEFT_LUNG, RIGHT_LUNG
-from .lungs3d import keep_lung_components, lungs_from_mask
+from .lungs3d import keep_lung_components, lungs_from_mask, split_by_erosion
 from .orientation import from_lps, lps_spacing_zyx, patient_coordinate, to_lps
 from .preprocess import resample_inplane, restore_inplane
 from .progress import CancelToken, ProgressCallback, check, no_progress
@@ -178,9 +178,9 @@ def split_lungs(candidates: np.ndarray, body: np.ndarray, volume: Volume, params
         if size < params.keep_share * sizes[0]:
             break
         part = labels == i
-        pieces = _split_by_erosion(part, volume) if i == 1 and _spans_midline(part, volume, mid) else (part,)
-        for piece in pieces:
-            if piece is not None and piece.any():
+        split = i == 1 and _spans_midline(part, volume, mid)
+        for piece in split_by_erosion(part, tuple(reversed(volume.spacing))) if split else (part,):
+            if piece.any():
                 out[piece] = LEFT_LUNG if _lps_x(piece, volume) > mid else RIGHT_LUNG
     return out
 
@@ -199,16 +199,6 @@ def _spans_midline(mask: np.ndarray, volume: Volume, mid: float) -> bool:
     x = np.broadcast_to(patient_coordinate(volume, 0), mask.shape)[mask]
     left = float(np.mean(x > mid))
     return 0.15 < left < 0.85
-
-
-def _split_by_erosion(mask: np.ndarray, volume: Volume):
-    """Erode in-plane until two big parts appear, then give each voxel to the nearer part."""
-    for radius in range(1, 16):
-        labels, sizes = morph.components(morph.erode_inplane(mask, radius))
-        if len(sizes) >= 2 and sizes[1] >= 0.1 * sizes[0]:
-            nearest = morph.nearest_label(mask, [labels == 1, labels == 2], volume.spacing)
-            return nearest == 1, nearest == 2
-    return mask, None
 
 
 def close_peripheral_bites(lung: np.ndarray, body: np.ndarray, volume: Volume) -> np.ndarray:

@@ -133,15 +133,16 @@ def assign_sides(lung: np.ndarray, x_mm: np.ndarray, midline: float,
     for i in range(1, len(sizes) + 1):
         part = labels == i
         share_left = float(np.mean(x[part] > midline))
-        pieces = _split(part, spacing_zyx) if 0.15 < share_left < 0.85 else (part,)
+        pieces = split_by_erosion(part, spacing_zyx) if 0.15 < share_left < 0.85 else (part,)
         for piece in pieces:
             if piece.any():
                 out[piece] = LEFT_LUNG if float(x[piece].mean()) > midline else RIGHT_LUNG
     return out
 
 
-def _split(mask: np.ndarray, spacing_zyx: Tuple[float, float, float]):
-    """Erode in-plane until two big parts appear; each voxel goes to the nearer part."""
+def split_by_erosion(mask: np.ndarray, spacing_zyx: Tuple[float, float, float]):
+    """Erode in-plane until two big parts appear; each voxel goes to the nearer part. Returns
+    the two parts, or ``(mask,)`` when it does not fall apart."""
     spacing_xyz = tuple(reversed(spacing_zyx))
     for radius in range(1, 16):
         labels, sizes = morph.components(morph.erode_inplane(mask, radius))

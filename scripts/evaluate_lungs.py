@@ -27,7 +27,6 @@ from COVIDSegLib.io import read_volume  # noqa: E402
 from COVIDSegLib.lung_model import load_lung_model  # noqa: E402
 from COVIDSegLib.lungs import segment_lungs  # noqa: E402
 from COVIDSegLib.overlay import save_overlay  # noqa: E402
-from COVIDSegLib.volume import Volume  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 METHODS = ("learned", "classic")
