@@ -8,13 +8,24 @@ import torch
 from torch import nn
 
 from .datasets import TASK_CLASS_NAMES
+from .errors import CovidSegError
 from .metrics import binary_metrics, threshold_averaged_dice
 from .slice_prep import SliceGeometry, restore
 
 
 def pick_device(name: str = "auto") -> torch.device:
+    """auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; anything else, or CUDA on a
+    machine without it, is a one-line project error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, _, index = str(name).partition(":")
+    if kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit())):
+        raise CovidSegError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise CovidSegError("CUDA is not available on this machine (no NVIDIA GPU, or a CPU-only PyTorch): "
+                            "use --device cpu or auto, or install a CUDA build of PyTorch")
+    if index and int(index) >= torch.cuda.device_count():
+        raise CovidSegError(f"no GPU {name}: this machine has {torch.cuda.device_count()}")
     return torch.device(name)
 
 

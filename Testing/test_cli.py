@@ -294,3 +294,14 @@ def test_console_entry_point(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == EXIT_FAILED and done.stdout == ""
     assert_one_error_line(done.stderr, "Input not found", str(missing))
+
+
+def test_device_errors_are_usage_errors_with_one_clear_line(capsys, tmp_path):
+    import torch
+    sample = Path(__file__).resolve().parents[1] / "Resources" / "Samples" / "lungmask_chest_ct_2slices.nii.gz"
+    rc, _, err = run(capsys, "segment", str(sample), "-o", str(tmp_path / "o"), "--device", "tpu0")
+    assert rc == 2 and err.strip() == "covidseg: error: unknown device 'tpu0': use auto, cpu, cuda or cuda:N"
+    if not torch.cuda.is_available():
+        rc, _, err = run(capsys, "segment", str(sample), "-o", str(tmp_path / "o"), "--device", "cuda")
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and "CUDA is not available on this machine" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
