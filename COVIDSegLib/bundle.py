@@ -16,15 +16,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Union
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Dict, List, Optional, Union
 
 from .errors import CovidSegError
 from .io import atomic_path, write_json
-from .models.registry import build_model, count_parameters
+from .names import DEFAULT_BINARY_MODEL, DEFAULT_MODEL
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written: listing cards stays fast
+    import torch
 
 FORMAT = "covidseg-model/1"
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "Resources" / "Models"
@@ -56,6 +55,9 @@ def sha256_file(path: Path) -> str:
 def save_bundle(model: torch.nn.Module, card: dict, out_dir: Path, name: str) -> Path:
     """Write NAME.safetensors and NAME.json (card completed with format, name, weights,
     parameter count and hash); returns the card path."""
+    from safetensors.torch import save_file
+
+    from .models.registry import count_parameters
     out_dir = Path(out_dir)
     weights = out_dir / f"{name}.safetensors"
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -100,6 +102,10 @@ def find_bundle(ref: Union[str, Path]) -> Path:
 
 def load_bundle(ref: Union[str, Path], device: Union[str, torch.device] = "cpu") -> ModelBundle:
     """Load a bundle after checking the weights' SHA-256 against its card."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .models.registry import build_model
     card_path = find_bundle(ref)
     card = read_card(card_path)
     weights = card_path.parent / card["weights"]
@@ -135,4 +141,4 @@ def list_bundles() -> List[dict]:
 
 def default_model(task: Optional[str] = None) -> str:
     """Name of the bundled default model (multiclass unless a task is asked)."""
-    return "covidseg_binary" if task == "binary" else "covidseg_multiclass"
+    return DEFAULT_BINARY_MODEL if task == "binary" else DEFAULT_MODEL

@@ -4,21 +4,21 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 from tqdm import tqdm
 
 from . import __version__
 from .batch import FAILED, BatchRow, format_summary, run_batch
-from .bundle import default_model, load_bundle
 from .cli_models import add_commands as add_model_commands
 from .errors import Cancelled, CovidSegError, user_message
-from .inference import InferenceOptions, Segmenter
-from .intensity import parse_calibration
-from .io import stem_of
-from .pipeline import FileOptions, Outputs, lungs_file, segment_file
-from .predict2d import pick_device
-from .volume import MEDSEG8
+from .names import DEFAULT_MODEL
+
+# Heavy libraries (torch, MONAI, SimpleITK, nibabel) are imported by the commands that use them,
+# so that --help, --version and usage errors answer at once.
+MEDSEG8 = "medseg8"  # volume.MEDSEG8 (tested equal)
+if TYPE_CHECKING:
+    from .pipeline import Outputs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "infection, 4 consolidation), <stem>.report.json/.csv/.html, "
                                          "<stem>.seg.nrrd and <stem>.overlay.png.")
     _add_common(segment)
-    segment.add_argument("--model", default=default_model(), help="model name or card path (see `covidseg models`)")
+    segment.add_argument("--model", default=DEFAULT_MODEL, help="model name or card path (see `covidseg models`)")
     segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     segment.add_argument("--batch-size", type=int, default=16, help="slices per model batch")
     segment.add_argument("--tta", action="store_true", help="average with the left-right mirrored prediction")
@@ -82,7 +82,8 @@ def _tqdm_progress(bar: Optional[tqdm]) -> Callable[[int, int, str], None]:
     return progress
 
 
-def _file_options(args: argparse.Namespace) -> FileOptions:
+def _file_options(args: argparse.Namespace):
+    from .pipeline import FileOptions
     return FileOptions(intensity=args.intensity, slice_space=args.slice_space, overwrite=args.overwrite,
                        overlay=not args.no_overlay, lungs=args.lungs)
 
@@ -90,6 +91,7 @@ def _file_options(args: argparse.Namespace) -> FileOptions:
 def _with_bar(steps: int, job: Callable[..., Outputs]) -> Callable[[str, argparse.Namespace], Outputs]:
     """``job(path, ..., progress=...)`` with a per-volume tqdm bar (hidden when quiet)."""
     def run(path: str, args: argparse.Namespace, *job_args) -> Outputs:
+        from .io import stem_of
         # delay: no bar for quick inputs (one slice) or for inputs that fail at once
         with tqdm(total=steps, desc=stem_of(path), unit="step", leave=False, disable=args.quiet,
                   delay=2.0, file=sys.stderr) as bar:
@@ -98,6 +100,11 @@ def _with_bar(steps: int, job: Callable[..., Outputs]) -> Callable[[str, argpars
 
 
 def run_segment(args: argparse.Namespace) -> int:
+    from .bundle import load_bundle
+    from .inference import InferenceOptions, Segmenter
+    from .intensity import parse_calibration
+    from .pipeline import segment_file
+    from .predict2d import pick_device
     parse_calibration(args.intensity)
     options = InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
                                lungs=args.lungs,
@@ -110,6 +117,8 @@ def run_segment(args: argparse.Namespace) -> int:
 
 
 def run_lungs(args: argparse.Namespace) -> int:
+    from .intensity import parse_calibration
+    from .pipeline import lungs_file
     parse_calibration(args.intensity)
     return _run_batch(args, _with_bar(6, lungs_file))
 

@@ -10,17 +10,10 @@ from typing import List
 
 from tqdm import tqdm
 
-from .bundle import list_bundles, load_bundle
-from .crossval import score_model
-from .datasets import class_keyed, is_ct_seg_slices, load_filtered, table_classes
 from .errors import CovidSegError
-from .evaluate import ENCODINGS, evaluate_files, format_table, pair_files
-from .io import write_csv_rows, write_json
-from .metrics import summarise
-from .predict2d import pick_device
-from .slice_prep import InputSpec
-from .train_run import RunOptions, run_training
-from .trainer import SCHEDULES, TrainConfig
+from .names import ENCODING_NAMES, SCHEDULES
+
+# the libraries behind each command are imported when it runs (fast --help)
 
 
 def add_commands(sub) -> None:
@@ -54,8 +47,8 @@ def add_commands(sub) -> None:
                                     "run a model (--model) on a labelled dataset (--data).")
     ev.add_argument("predictions", nargs="*", type=Path, metavar="PRED")
     ev.add_argument("--truth", type=Path, help="folder of reference masks")
-    ev.add_argument("--pred-format", choices=list(ENCODINGS), default="labels")
-    ev.add_argument("--truth-format", choices=list(ENCODINGS), default="binary")
+    ev.add_argument("--pred-format", choices=list(ENCODING_NAMES), default="labels")
+    ev.add_argument("--truth-format", choices=list(ENCODING_NAMES), default="binary")
     ev.add_argument("--model", help="model name or card path (with --data)")
     ev.add_argument("--data", type=Path, help="labelled dataset folder (with --model)")
     ev.add_argument("--device", default="auto")
@@ -68,7 +61,8 @@ def add_commands(sub) -> None:
     models.set_defaults(run=run_models)
 
 
-def _train_config(args: argparse.Namespace) -> TrainConfig:
+def _train_config(args: argparse.Namespace):
+    from .trainer import TrainConfig
     data = {}
     if args.config:
         try:
@@ -88,6 +82,9 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from .datasets import class_keyed, table_classes
+    from .evaluate import format_table
+    from .train_run import RunOptions, run_training
     cfg = _train_config(args)
     from .models.registry import available
     if cfg.model.get("name") not in available():
@@ -113,6 +110,7 @@ def _log_lines(done: int, total: int, message: str) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate_files, format_table, pair_files
     if args.model or args.data:
         if not (args.model and args.data) or args.predictions:
             raise CovidSegError("use --model with --data, or PRED... with --truth")
@@ -129,6 +127,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace):
+    from .bundle import load_bundle
+    from .crossval import score_model
+    from .datasets import class_keyed, is_ct_seg_slices, load_filtered, table_classes
+    from .metrics import summarise
+    from .predict2d import pick_device
+    from .slice_prep import InputSpec
     device = pick_device(args.device)
     bundle = load_bundle(args.model, device)
     task = bundle.card["task"]
@@ -142,6 +146,7 @@ def _evaluate_model(args: argparse.Namespace):
 
 
 def _write_report(rows: List[dict], summary: dict, path: Path) -> None:
+    from .io import write_csv_rows, write_json
     if path.suffix == ".json":
         write_json({"cases": rows, "summary": summary}, path)
     else:
@@ -153,6 +158,7 @@ def run_models(args: argparse.Namespace) -> int:
         from .models.registry import available
         print("\n".join(available()))
         return 0
+    from .bundle import list_bundles
     bundles = list_bundles()
     if args.json:
         print(json.dumps(bundles, indent=1))

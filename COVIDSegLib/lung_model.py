@@ -17,13 +17,13 @@ from .errors import CovidSegError
 from .intensity import MEDSEG8, to_hu
 from .lung_space import slices_to_lung_space
 from .models.fold import fold_batchnorm
+from .names import DEFAULT_LUNG_MODEL
 from .predict2d import batch_probabilities, pick_device
 from .preprocess import letterbox, unletterbox
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .slice_prep import InputSpec
 from .volume import Volume
 
-DEFAULT_LUNG_MODEL = "covidseg_lungs"
 
 
 def find_lung_bundle(ref: Optional[str] = None) -> Optional[str]:

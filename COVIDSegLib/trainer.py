@@ -22,11 +22,11 @@ from .errors import CovidSegError
 from .io import atomic_path, write_csv_rows, write_json
 from .losses import build_loss, multitask_loss
 from .models.registry import build_model
+from .names import SCHEDULES
 from .predict2d import pick_device
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .training_data import PreparedSet
 
-SCHEDULES = ("cosine", "exponential", "constant")
 
 
 @dataclass

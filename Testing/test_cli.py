@@ -305,3 +305,20 @@ def test_device_errors_are_usage_errors_with_one_clear_line(capsys, tmp_path):
         rc, _, err = run(capsys, "segment", str(sample), "-o", str(tmp_path / "o"), "--device", "cuda")
         assert rc == 2 and len(err.strip().splitlines()) == 1 and "CUDA is not available on this machine" in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_the_command_line_loads_no_heavy_library_before_a_command_runs():
+    """--help, --version and usage errors answer without importing torch or MONAI (issue 11, 14)."""
+    code = ("import sys, COVIDSegLib.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('torch', 'monai', 'nibabel') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_light_names_agree_with_the_libraries():
+    from COVIDSegLib import cli, names
+    from COVIDSegLib.bundle import default_model
+    from COVIDSegLib.evaluate import ENCODINGS
+    from COVIDSegLib.volume import MEDSEG8
+    assert names.ENCODING_NAMES == tuple(ENCODINGS) and cli.MEDSEG8 == MEDSEG8
+    assert default_model() == names.DEFAULT_MODEL and default_model("binary") == names.DEFAULT_BINARY_MODEL

@@ -1,0 +1,7 @@
+"""Names the command line needs before any heavy library is imported (``covidseg --help`` stays fast)."""
+
+DEFAULT_MODEL = "covidseg_multiclass"
+DEFAULT_BINARY_MODEL = "covidseg_binary"
+DEFAULT_LUNG_MODEL = "covidseg_lungs"
+SCHEDULES = ("cosine", "exponential", "constant")            # trainer
+ENCODING_NAMES = ("labels", "binary", "medseg-multiclass")   # evaluate.ENCODINGS
