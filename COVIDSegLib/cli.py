@@ -25,7 +25,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="NIfTI/NRRD/MHA file, DICOM series folder, or 2D PNG/JPG slice")
+                        help="NIfTI/NRRD/MHA file, DICOM series folder, 2D PNG/JPG slice, or a folder of these "
+                             "(each file an input; sub-folders are DICOM series)")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--intensity", default="auto", metavar="CAL",
                         help="intensity calibration: auto (default), hu, medseg8, or linear:SLOPE,INTERCEPT "
@@ -124,7 +125,8 @@ def run_lungs(args: argparse.Namespace) -> int:
 
 
 def _run_batch(args: argparse.Namespace, job: Callable[[str, argparse.Namespace], Outputs]) -> int:
-    inputs: Sequence[str] = args.inputs
+    from .io import expand_inputs
+    inputs: Sequence[str] = expand_inputs(args.inputs)  # a folder: its image files and DICOM series
     bar = tqdm(total=len(inputs), desc="inputs", unit="input", disable=args.quiet or len(inputs) < 2, file=sys.stderr)
 
     def report(row: BatchRow) -> None:

@@ -15,7 +15,7 @@ import os
 import secrets
 import zlib
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import nibabel as nib
 import numpy as np
@@ -59,6 +59,30 @@ def _suffix_in(path: PathLike, suffixes) -> Optional[str]:
     name = Path(path).name.lower()
     matches = [s for s in suffixes if name.endswith(s)]
     return max(matches, key=len) if matches else None
+
+
+OUTPUT_SUFFIXES = (".labels.nii.gz", ".seg.nrrd", ".overlay.png")  # what ``covidseg segment`` writes
+INPUT_SUFFIXES = tuple(s for s in (*VOLUME_FORMATS, *SLICE_FORMATS) if s != ".dcm")
+
+
+def folder_inputs(folder: PathLike) -> List[Path]:
+    """Image files in ``folder`` (not our own outputs) and its subfolders (DICOM series); the
+    folder itself when it holds neither (one DICOM series)."""
+    folder = Path(folder)
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    files = [p for p in entries if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES)
+             and not p.name.lower().endswith(OUTPUT_SUFFIXES)]
+    series = [p for p in entries if p.is_dir()]
+    return files + series or [folder]
+
+
+def expand_inputs(inputs: Sequence[PathLike]) -> List[str]:
+    """Command-line inputs with each folder replaced by its ``folder_inputs``."""
+    out: List[str] = []
+    for item in inputs:
+        p = Path(item)
+        out += [str(x) for x in folder_inputs(p)] if p.is_dir() else [str(item)]
+    return out
 
 
 def stem_of(path: PathLike) -> str:

@@ -322,3 +322,20 @@ def test_light_names_agree_with_the_libraries():
     from COVIDSegLib.volume import MEDSEG8
     assert names.ENCODING_NAMES == tuple(ENCODINGS) and cli.MEDSEG8 == MEDSEG8
     assert default_model() == names.DEFAULT_MODEL and default_model("binary") == names.DEFAULT_BINARY_MODEL
+
+
+def test_a_folder_of_volumes_is_one_input_per_file_and_series(capsys, tmp_path, shared_data):
+    """`covidseg lungs FOLDER`: each NIfTI file and each DICOM series sub-folder is an input;
+    our own outputs in the folder are not (issue 11, item 16)."""
+    sample = Path(__file__).resolve().parents[1] / "Resources" / "Samples" / "lungmask_chest_ct_2slices.nii.gz"
+    folder = tmp_path / "cohort"
+    (folder / "series").mkdir(parents=True)
+    for name in ("a.nii.gz", "b.nii.gz"):
+        (folder / name).write_bytes(sample.read_bytes())
+    (folder / "a.labels.nii.gz").write_bytes(sample.read_bytes())  # an output of an earlier run
+    for dcm in sorted((shared_data / "chest-ct-dicom").glob("*.dcm")):
+        (folder / "series" / dcm.name).write_bytes(dcm.read_bytes())
+    rc, out, err = run(capsys, "lungs", str(folder), "-o", str(tmp_path / "out"), "-q")
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.labels.nii.gz")) == [
+        "a.labels.nii.gz", "b.labels.nii.gz", "series.labels.nii.gz"]

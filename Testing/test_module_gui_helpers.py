@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from COVIDSegGUI import batch, job, models, paths
+from COVIDSegLib.io import folder_inputs
 from COVIDSegLib.errors import Cancelled, CovidSegError, InputError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,10 +176,10 @@ def test_folder_inputs(tmp_path):
                  "a.report.json", ".hidden.nii"):
         (tmp_path / name).write_text("")
     (tmp_path / "series1").mkdir()
-    assert [p.name for p in batch.folder_inputs(tmp_path)] == ["a.nrrd", "b.nii.gz", "c.png", "series1"]
+    assert [p.name for p in folder_inputs(tmp_path)] == ["a.nrrd", "b.nii.gz", "c.png", "series1"]
     dicom = tmp_path / "series1"
     (dicom / "IM0001").write_text("")
-    assert batch.folder_inputs(dicom) == [dicom]  # a folder of DICOM files is one input
+    assert folder_inputs(dicom) == [dicom]  # a folder of DICOM files is one input
 
 
 # ---------------------------------------------------------------------------- scene batch

@@ -3,35 +3,18 @@
 Scene volumes go one at a time: each is read and its result written on the main thread (MRML),
 the model runs in the worker (``JobRunner``), one summary row per volume. Folders go wholly to
 the worker through ``SceneProcessor.process_folder``, which touches no MRML; ``folder_inputs``
-says what in a folder is an input.
+(``COVIDSegLib.io``, shared with the command line) says what in a folder is an input.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 from COVIDSegLib import batch as library_batch
-from COVIDSegLib.io import SLICE_FORMATS, VOLUME_FORMATS
 from COVIDSegLib.quantify import summary_columns
 from COVIDSegSlicer.processing import SummaryRow, not_started, summary_row
 from COVIDSegSlicer.volume_bridge import volume_from_node
 
 from .job import BackgroundJob, Work, error_message
-
-OUTPUT_SUFFIXES = (".labels.nii.gz", ".seg.nrrd", ".overlay.png")  # what ``covidseg segment`` writes
-INPUT_SUFFIXES = tuple(s for s in (*VOLUME_FORMATS, *SLICE_FORMATS) if s != ".dcm")
-
-
-def folder_inputs(folder: Path) -> List[Path]:
-    """Image files in ``folder`` (not our own outputs) and its subfolders (DICOM series); the
-    folder itself when it holds neither (one DICOM series)."""
-    folder = Path(folder)
-    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    files = [p for p in entries if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES)
-             and not p.name.lower().endswith(OUTPUT_SUFFIXES)]
-    series = [p for p in entries if p.is_dir()]
-    return files + series or [folder]
-
 
 def _failed(name: str, seconds: float, error: BaseException) -> library_batch.BatchRow:
     return library_batch.BatchRow(name, library_batch.FAILED, seconds, error=error_message(error))
