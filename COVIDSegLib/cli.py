@@ -60,11 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                                          "infection, 4 consolidation), <stem>.report.json/.csv/.html, "
                                          "<stem>.seg.nrrd and <stem>.overlay.png.")
     _add_common(segment)
-    segment.add_argument("--model", default=DEFAULT_MODEL, help="model name or card path (see `covidseg models`)")
-    segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    segment.add_argument("--batch-size", type=int, default=16, help="slices per model batch")
+    segment.add_argument("--model", default=DEFAULT_MODEL, help="model name or card path (see `covidseg models`; default: %(default)s)")
+    segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
+    segment.add_argument("--batch-size", type=int, default=16, help="slices per model batch (default: %(default)s)")
     segment.add_argument("--tta", action="store_true", help="average with the left-right mirrored prediction")
-    segment.add_argument("--min-component-mm3", type=float, default=10.0, help="smaller infection islands are removed")
+    segment.add_argument("--min-component-mm3", type=float, default=10.0, help="smaller infection islands are removed (default: %(default)s)")
     segment.add_argument("--lung-margin-mm", type=float, default=None,
                          help="infection is kept within the lungs dilated in-plane by this (default: 5 with "
                               "the learned lungs, 10 with the training-free ones)")

@@ -339,3 +339,12 @@ def test_a_folder_of_volumes_is_one_input_per_file_and_series(capsys, tmp_path, 
     assert rc == 0, err
     assert sorted(p.name for p in (tmp_path / "out").glob("*.labels.nii.gz")) == [
         "a.labels.nii.gz", "b.labels.nii.gz", "series.labels.nii.gz"]
+
+
+def test_segment_help_shows_every_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("auto (default)", "(default: the 8-bit MedSeg window)", "default: covidseg_multiclass",
+                  "(default: auto)", "(default: 16)", "(default: 10.0)", "(default: 5 with the learned lungs"):
+        assert shown in text, shown
