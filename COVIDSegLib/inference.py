@@ -106,7 +106,7 @@ class Segmenter:
     def segment(self, volume: Volume, progress: ProgressCallback = no_progress,
                 cancel: Optional[CancelToken] = None) -> Segmentation:
         opts = self.options
-        progress(0, 3, "lungs")
+        progress(0, volume.shape[0] + 2, "lungs")  # integer steps: lungs, one per slice with lung, done
         calibration = resolve_calibration(volume, opts.calibration)
         lungs = segment_lungs(volume, calibration, cancel=cancel, model=self.lung_model)
         check(cancel)
@@ -122,7 +122,7 @@ class Segmenter:
         infection, run = self._infection(stored, to_model_space, lung_lps, margin_px, probs_lps, progress, cancel)
         infection = self._postprocess(infection, lung_lps, spacing, margin_px)
         labels = compose(lungs.array, from_lps(infection, volume))  # in the input's geometry: one copy
-        progress(3, 3, "done")
+        progress(run + 2, run + 2, "done")
         return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs)
 
     def _infection(self, stored: np.ndarray, to_model_space: Callable[[np.ndarray], np.ndarray],
@@ -133,6 +133,7 @@ class Segmenter:
         slice's lung box widened by the margin only: post-processing removes all else anyway."""
         out = np.zeros(stored.shape, np.uint8)
         todo = np.flatnonzero(lungs.any(axis=(1, 2)))  # (a reshape would copy a permuted view)
+        progress(1, len(todo) + 2, "lungs found")
         chunk = max(self.batch_size, 32)
         for done, zs in _chunks(todo, chunk):
             check(cancel)
@@ -150,7 +151,7 @@ class Segmenter:
                 else:
                     _, rows, cols = morph.bounding_box(lungs[z][None], margin_px)
                     out[z][rows, cols] = self.class_values[restore(probabilities[i], geom, (rows, cols)).argmax(axis=0)]
-            progress(1 + (done + len(zs)) / max(1, len(todo)), 3, f"slice {done + len(zs)}/{len(todo)}")
+            progress(1 + done + len(zs), len(todo) + 2, f"slice {done + len(zs)}/{len(todo)}")
         return out, len(todo)
 
     def _postprocess(self, infection: np.ndarray, lungs: np.ndarray, spacing: Tuple[float, float, float],

@@ -219,3 +219,11 @@ def test_optional_probabilities_agree_with_labels():
     infected = result.labels.array == 3
     assert infected.any() and (p[infected] >= 127).all()
     assert p[~infected].mean() < p[infected].mean()
+
+
+def test_progress_counts_whole_steps_and_ends_at_its_total(segmenter):
+    """Integer steps (lungs, one per slice with lung, done) and a last call of total/total."""
+    seen = []
+    segmenter.segment(read_volume(CT), lambda done, total, message="": seen.append((done, total)))
+    assert all(isinstance(d, int) and isinstance(t, int) and 0 <= d <= t for d, t in seen)
+    assert seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
