@@ -53,7 +53,9 @@ def format_summary(rows: Sequence[BatchRow]) -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table]
     failed = sum(r.status == FAILED for r in rows)
-    lines.append(f"{len(rows) - failed} of {len(rows)} inputs succeeded" + (f", {failed} failed" if failed else ""))
+    skipped = sum(r.status == SKIPPED for r in rows)
+    lines.append(f"{len(rows) - failed - skipped} of {len(rows)} inputs succeeded"
+                 + (f", {skipped} skipped (outputs exist)" if skipped else "") + (f", {failed} failed" if failed else ""))
     return "\n".join(lines)
 
 

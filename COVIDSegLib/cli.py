@@ -104,7 +104,7 @@ def run_segment(args: argparse.Namespace) -> int:
     from .bundle import load_bundle
     from .inference import InferenceOptions, Segmenter
     from .intensity import parse_calibration
-    from .pipeline import segment_file
+    from .pipeline import SEGMENT_OUTPUTS, segment_file
     from .predict2d import pick_device
     parse_calibration(args.intensity)
     options = InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
@@ -114,19 +114,22 @@ def run_segment(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     segmenter = Segmenter(load_bundle(args.model, device), options)
     job = _with_bar(3, segment_file)
-    return _run_batch(args, lambda path, a: job(path, a, segmenter))
+    return _run_batch(args, lambda path, a: job(path, a, segmenter), SEGMENT_OUTPUTS)
 
 
 def run_lungs(args: argparse.Namespace) -> int:
     from .intensity import parse_calibration
-    from .pipeline import lungs_file
+    from .pipeline import LUNGS_OUTPUTS, lungs_file
     parse_calibration(args.intensity)
-    return _run_batch(args, _with_bar(6, lungs_file))
+    return _run_batch(args, _with_bar(6, lungs_file), LUNGS_OUTPUTS)
 
 
-def _run_batch(args: argparse.Namespace, job: Callable[[str, argparse.Namespace], Outputs]) -> int:
+def _run_batch(args: argparse.Namespace, job: Callable[[str, argparse.Namespace], Outputs],
+               outputs: Sequence[str]) -> int:
     from .io import expand_inputs
-    inputs: Sequence[str] = expand_inputs(args.inputs)  # a folder: its image files and DICOM series
+    from .pipeline import planned_inputs
+    # a folder: its image files and DICOM series; collisions are refused before any work
+    inputs: Sequence[str] = planned_inputs(expand_inputs(args.inputs), args.output, outputs)
     bar = tqdm(total=len(inputs), desc="inputs", unit="input", disable=args.quiet or len(inputs) < 2, file=sys.stderr)
 
     def report(row: BatchRow) -> None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import __version__
-from .errors import InputError
+from .errors import CovidSegError, InputError
 from .intensity import resolve_calibration
 from .io import read_volume, stem_of, write_json, write_labels, write_seg_nrrd
 from .labels import names_for
@@ -21,6 +21,32 @@ from .quantify import quantify, summary_columns
 from .report import write_csv, write_html
 from .validate import check_volume
 from .volume import HU, MEDSEG8, Volume
+
+SEGMENT_OUTPUTS = (".labels.nii.gz", ".report.json", ".report.csv", ".report.html", ".seg.nrrd", ".overlay.png")
+LUNGS_OUTPUTS = (".labels.nii.gz", ".overlay.png")
+
+
+def planned_inputs(inputs: Sequence[str], out_dir: Path, suffixes: Sequence[str]) -> List[str]:
+    """The batch's inputs, checked before any work: the same file given twice counts once; two
+    inputs whose outputs would collide (same stem) or an output that would overwrite an input
+    are refused with one line (CovidSegError)."""
+    unique: Dict[Path, str] = {}
+    for item in inputs:
+        unique.setdefault(Path(item).resolve(), str(item))
+    by_stem: Dict[str, str] = {}
+    for item in unique.values():
+        stem = stem_of(item)
+        if stem in by_stem:
+            raise CovidSegError(f"{by_stem[stem]} and {item} would both write {stem}.*: rename one, "
+                                "or run them into different output folders")
+        by_stem[stem] = item
+    outputs = {(Path(out_dir) / f"{stem}{suffix}").resolve() for stem in by_stem for suffix in suffixes}
+    for path, item in unique.items():
+        if path in outputs or any(path == parent for parent in {o.parent for o in outputs}):
+            raise CovidSegError(f"{item}: an output of this batch would overwrite this input; "
+                                "choose another output folder")
+    return list(unique.values())
+
 
 NO_LUNG = "No lung found: is this a chest CT, and are its intensities right (see --intensity)?"
 Outputs = Tuple[List[Path], Dict[str, object]]  # written files (none: skipped), summary columns

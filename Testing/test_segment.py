@@ -199,8 +199,10 @@ def test_cli_batch_summary_table(capsys, tmp_path):
     assert table[0].split()[-1] == "warnings" and table[1].split()[-1] == str(len(report["warnings"]))
     assert table[2].split()[:2] == ["broken.png", "failed"]
     assert table[3] == "1 of 2 inputs succeeded, 1 failed"
-    rc, out, _ = run(capsys, "segment", SLICE, SLICE, "-o", tmp_path / "out", "--model", MODEL)
-    assert rc == 0 and out.splitlines()[-1] == "2 of 2 inputs succeeded" and out.count("skipped") >= 2
+    rc, out, _ = run(capsys, "segment", SLICE, CT, "-o", tmp_path / "out", "--model", MODEL)
+    assert rc == 0 and out.splitlines()[-1] == "1 of 2 inputs succeeded, 1 skipped (outputs exist)"
+    rc, out, _ = run(capsys, "segment", SLICE, CT, SLICE, "-o", tmp_path / "out", "--model", MODEL)
+    assert rc == 0 and out.splitlines()[-1] == "0 of 2 inputs succeeded, 2 skipped (outputs exist)"  # a skip is no success
 
 
 def test_optional_probabilities_agree_with_labels():
@@ -227,3 +229,20 @@ def test_progress_counts_whole_steps_and_ends_at_its_total(segmenter):
     segmenter.segment(read_volume(CT), lambda done, total, message="": seen.append((done, total)))
     assert all(isinstance(d, int) and isinstance(t, int) and 0 <= d <= t for d, t in seen)
     assert seen[-1][0] == seen[-1][1] and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_outputs_never_collide_with_each_other_or_overwrite_an_input(capsys, tmp_path):
+    """Refused before any work, one line, exit 2, nothing written, inputs untouched (issue 11, item 1)."""
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "ct.nii.gz").write_bytes(CT.read_bytes())
+    rc, _, err = run(capsys, "segment", tmp_path / "a" / "ct.nii.gz", tmp_path / "b" / "ct.nii.gz",
+                     "-o", tmp_path / "out", "--model", MODEL)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "would both write ct.*" in err
+    assert not (tmp_path / "out").exists()
+    own = tmp_path / "x.labels.nii.gz"  # an input named like one of our outputs, into its own folder
+    own.write_bytes(CT.read_bytes())
+    before = own.read_bytes()
+    rc, _, err = run(capsys, "segment", own, "-o", tmp_path, "--model", MODEL, "--overwrite")
+    assert rc == 2 and "would overwrite this input" in err and own.read_bytes() == before
+    assert not (tmp_path / "x.labels.report.json").exists()
