@@ -104,7 +104,8 @@ def run_segment(args: argparse.Namespace) -> int:
     from .bundle import load_bundle
     from .inference import InferenceOptions, Segmenter
     from .intensity import parse_calibration
-    from .pipeline import SEGMENT_OUTPUTS, segment_file
+    from .io import SEGMENT_OUTPUTS
+    from .pipeline import segment_file
     from .predict2d import pick_device
     parse_calibration(args.intensity)
     options = InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
@@ -119,7 +120,8 @@ def run_segment(args: argparse.Namespace) -> int:
 
 def run_lungs(args: argparse.Namespace) -> int:
     from .intensity import parse_calibration
-    from .pipeline import LUNGS_OUTPUTS, lungs_file
+    from .io import LUNGS_OUTPUTS
+    from .pipeline import lungs_file
     parse_calibration(args.intensity)
     return _run_batch(args, _with_bar(6, lungs_file), LUNGS_OUTPUTS)
 

@@ -55,6 +55,7 @@ class Segmentation:
     # with InferenceOptions.keep_probabilities: label value (3, 4) -> that class's probability
     # x 255 (uint8, input geometry; raw model output: before confinement to the lungs)
     probabilities: Optional[Dict[int, np.ndarray]] = None
+    calibration: str = "auto"          # the intensity calibration resolved for the volume (quantify's HU)
 
 
 class Segmenter:
@@ -123,7 +124,7 @@ class Segmenter:
         infection = self._postprocess(infection, lung_lps, spacing, margin_px)
         labels = compose(lungs.array, from_lps(infection, volume))  # in the input's geometry: one copy
         progress(run + 2, run + 2, "done")
-        return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs)
+        return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs, calibration)
 
     def _infection(self, stored: np.ndarray, to_model_space: Callable[[np.ndarray], np.ndarray],
                    lungs: np.ndarray, margin_px: int, probs: Optional[Dict[int, np.ndarray]],

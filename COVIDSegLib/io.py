@@ -61,8 +61,10 @@ def _suffix_in(path: PathLike, suffixes) -> Optional[str]:
     return max(matches, key=len) if matches else None
 
 
-OUTPUT_SUFFIXES = (".labels.nii.gz", ".seg.nrrd", ".overlay.png")  # what ``covidseg segment`` writes
+SEGMENT_OUTPUTS = (".labels.nii.gz", ".report.json", ".report.csv", ".report.html", ".seg.nrrd", ".overlay.png")
+LUNGS_OUTPUTS = (".labels.nii.gz", ".overlay.png")  # what ``covidseg segment`` / ``lungs`` write per input
 INPUT_SUFFIXES = tuple(s for s in (*VOLUME_FORMATS, *SLICE_FORMATS) if s != ".dcm")
+OUTPUT_SUFFIXES = tuple(s for s in SEGMENT_OUTPUTS if s.endswith(INPUT_SUFFIXES))  # outputs that look like inputs
 
 
 def folder_inputs(folder: PathLike) -> List[Path]:

@@ -14,7 +14,6 @@ import torch
 
 from .bundle import ModelBundle, find_bundle, load_bundle
 from .errors import CovidSegError
-from .intensity import MEDSEG8, to_hu
 from .lung_space import slices_to_lung_space
 from .models.fold import fold_batchnorm
 from .names import DEFAULT_LUNG_MODEL
@@ -22,8 +21,6 @@ from .predict2d import batch_probabilities, pick_device
 from .preprocess import letterbox, unletterbox
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .slice_prep import InputSpec
-from .volume import Volume
-
 
 
 def find_lung_bundle(ref: Optional[str] = None) -> Optional[str]:
@@ -47,7 +44,7 @@ def load_lung_model(choice: str = "auto", device: str = "cpu") -> Optional["Lung
 
 
 class LungModel:
-    """``LungModel(bundle).probabilities(lps_slices, calibration)``; reusable across volumes."""
+    """``LungModel(bundle).probabilities(lps_slices, is_hu)``; reusable across volumes."""
 
     def __init__(self, bundle: ModelBundle, device: str = "cpu", batch_size: int = 16):
         if bundle.card.get("task") != "lungs":
@@ -66,18 +63,15 @@ class LungModel:
     def name(self) -> str:
         return self.bundle.name
 
-    def probabilities(self, lps: np.ndarray, space: str, calibration: str,
-                      progress: ProgressCallback = no_progress, cancel: Optional[CancelToken] = None) -> np.ndarray:
-        """Lung probability (uint8, x 255) of every voxel of ``lps`` (stored values, LPS order)."""
+    def probabilities(self, lps: np.ndarray, is_hu: bool, progress: ProgressCallback = no_progress,
+                      cancel: Optional[CancelToken] = None) -> np.ndarray:
+        """Lung probability (uint8, x 255) of every voxel of ``lps`` (LPS order; HU, or 8-bit
+        values when not ``is_hu``)."""
         out = np.zeros(lps.shape, np.uint8)
-        is_hu = calibration != MEDSEG8
         for start in range(0, len(lps), self.batch_size):
             check(cancel)
             zs = slice(start, min(len(lps), start + self.batch_size))
-            values = np.asarray(lps[zs])
-            if is_hu:
-                values = to_hu(Volume(values, space=space), calibration).array
-            spaced, info256 = slices_to_lung_space(values, is_hu)
+            spaced, info256 = slices_to_lung_space(np.asarray(lps[zs]), is_hu)
             x, info = letterbox(spaced, self.spec.size, order=1, pad_value=0.0)  # as slice_prep.prepare
             x = torch.from_numpy(np.clip(x / 255.0, 0.0, 1.0).astype(np.float32)[:, None])
             prob, _ = batch_probabilities(self.model, x, self.device)

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from . import morphology as morph
-from .intensity import resolve_calibration, to_hu
+from .intensity import MEDSEG8, resolve_calibration, to_hu
 from .labels import BACKGROUND, LEFT_LUNG, RIGHT_LUNG
 from .lungs3d import keep_lung_components, lungs_from_mask, split_by_erosion
 from .orientation import from_lps, lps_spacing_zyx, patient_coordinate, to_lps
@@ -107,9 +107,10 @@ def _learned(volume: Volume, calibration: str, model, params: LungParams, progre
     """Labels of the lung model + ``lungs3d`` on the volume's own grid (LPS inside)."""
     lps = to_lps(volume.array, volume)
     spacing = lps_spacing_zyx(volume)
-    prob = model.probabilities(lps, volume.space, calibration, progress, cancel)
+    hu = to_hu(Volume(np.asarray(lps), space=volume.space), calibration).array  # once, for model and 3D
+    is_hu = calibration != MEDSEG8  # 8-bit slices reach the model as they are, as in training
+    prob = model.probabilities(hu if is_hu else np.asarray(lps), is_hu, progress, cancel)
     check(cancel)
-    hu = to_hu(Volume(np.asarray(lps), space=volume.space), calibration).array
     grid = Volume(hu, spacing=tuple(reversed(spacing)))  # LPS-ordered, identity direction
     airways = airway_mask(hu, hu < params.lung_threshold_hu, grid, params)
     x_mm = patient_coordinate(grid, 0)

@@ -22,10 +22,6 @@ from .report import write_csv, write_html
 from .validate import check_volume
 from .volume import HU, MEDSEG8, Volume
 
-SEGMENT_OUTPUTS = (".labels.nii.gz", ".report.json", ".report.csv", ".report.html", ".seg.nrrd", ".overlay.png")
-LUNGS_OUTPUTS = (".labels.nii.gz", ".overlay.png")
-
-
 def planned_inputs(inputs: Sequence[str], out_dir: Path, suffixes: Sequence[str]) -> List[str]:
     """The batch's inputs, checked before any work: the same file given twice counts once; two
     inputs whose outputs would collide (same stem) or an output that would overwrite an input
@@ -119,7 +115,7 @@ def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOp
     check(cancel)
     if not result.lungs.array.any():
         raise InputError(NO_LUNG)
-    report = quantify(result.labels, volume, resolve_calibration(volume, opts.intensity))
+    report = quantify(result.labels, volume, result.calibration)
     names = names_for(segmenter.bundle.card["task"])
     meta = {"input": str(path), "model": segmenter.bundle.name, "model_sha256": segmenter.bundle.card["sha256"],
             "lungs": segmenter.lung_method,

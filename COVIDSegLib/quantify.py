@@ -31,7 +31,7 @@ import numpy as np
 
 from . import labels as L
 from .intensity import to_hu
-from .orientation import patient_coordinate
+from .orientation import lps_spacing_zyx, patient_coordinate
 from .plausibility import DENSITY_BANDS, Limits, coverage, density_counts, density_percent, partial_reason, warnings_for
 from .volume import Volume
 
@@ -196,7 +196,7 @@ def quantify(labels: Volume, image: Optional[Volume] = None, calibration: str = 
     pct = 100.0 * both_inf / both_lung if both_lung else 0.0
     scores = [z["score"] for f in lungs.values() for z in f.zones.values()]
     total = None if None in scores else int(sum(scores))
-    cov = coverage(per_slice, height, _thickness(labels))
+    cov = coverage(per_slice, height, lps_spacing_zyx(labels)[0])
     density = _density(labels, image, calibration) if image is not None else None
     warnings = warnings_for({k: f.lung_ml for k, f in lungs.items()}, cov, pct, density, limits)
     code, word = grade(pct)
@@ -204,12 +204,6 @@ def quantify(labels: Volume, image: Optional[Volume] = None, calibration: str = 
         code, word, total = NOT_GRADABLE, partial_reason(cov), None
     return Report(lungs, both_lung, both_inf, pct, total, code, word, voxel_ml, cov["complete"], warnings,
                   cov, density)
-
-
-def _thickness(volume: Volume) -> float:
-    """Slice thickness along the patient's z (mm)."""
-    d = volume.direction_matrix
-    return float(abs(d[2, 2]) * volume.spacing[2] + abs(d[2, 1]) * volume.spacing[1] + abs(d[2, 0]) * volume.spacing[0])
 
 
 def _density(labels: Volume, image: Volume, calibration: str) -> Dict[str, float]:

@@ -133,7 +133,7 @@ class SceneProcessor:
         segmenter = self.segmenter(options)
         segmentation = segmenter.segment(volume, progress, cancel)
         check(cancel)
-        report = quantify(segmentation.labels, volume, options.inference_options().calibration)
+        report = quantify(segmentation.labels, volume, segmentation.calibration)
         return ProcessResult(segmentation.labels, report, segmenter.bundle.card["task"],
                              segmenter.bundle.name, segmentation.device, segmentation.slices_run,
                              time.perf_counter() - start, tuple(options.classes), segmentation.probabilities)
