@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import gzip
 import json
 import os
 import secrets
@@ -26,6 +25,9 @@ import SimpleITK as sitk
 from . import labels as label_defs
 from .errors import CovidSegError, InputError
 from .morphology import bounding_box
+from .dicom import read_series
+from .native import quiet_native
+from .preflight import check_file, check_readable, png_colour_type, shown
 from .validate import check_finite, check_geometry, check_size, shape_text
 from .orientation import geometry_from_ras, ras_affine
 from .volume import HU, MEDSEG8, Volume
@@ -48,7 +50,6 @@ SUPPORTED_INPUTS = (
 _STEM_SUFFIXES = (".gz", ".nii", ".nrrd", ".nhdr", ".seg", ".mha", ".mhd", ".dcm", ".png",
                   ".jpg", ".jpeg", ".labels")
 _RGB_TO_GREY = np.array([0.299, 0.587, 0.114])
-_CHUNK = 1 << 22
 
 
 # ----------------------------------------------------------------------------- names
@@ -117,30 +118,38 @@ def read_volume(path: PathLike, slice_space: str = MEDSEG8) -> Volume:
     3D images come back as read (intensity space ``HU``: deciding whether they really are
     HU is ``COVIDSegLib.intensity``'s job). A 2D image becomes a one-slice volume of shape
     (1, y, x) with ``is_slice=True``; PNG/JPG slices are in ``slice_space``, grey (RGB is
-    converted) and spacing (1, 1, 1) because their DPI is no CT pixel size. The header is
-    checked (dimension, size against memory, spacing) before any voxel is loaded.
-    ``meta`` holds ``source`` and ``format``.
+    converted) and spacing (1, 1, 1) because their DPI is no CT pixel size. The file and its
+    header are checked (``preflight``: regular file, sane header; then dimension, size against
+    memory, geometry) before any native reader or voxel is touched. ``meta`` holds ``source``
+    and ``format``.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"Input not found: {p}")
+    check_readable(p, folder=True)
     if p.is_dir():
         return _read_dicom(p)
     fmt = _format_of(p)
     if fmt == "dicom":
         return _read_dicom(p.parent, member=p)
+    check_file(p, fmt)
     if fmt in SLICE_FORMATS.values():
         return _read_slice(p, fmt, slice_space)
     return _read_image_file(p, fmt)
 
 
+# ITK's words for what a user can fix -> what to tell them
+_ITK_REASONS = {"orthonormal": "its orientation is not orthogonal (sheared or degenerate), which ITK cannot represent",
+                "Permission denied": "permission denied"}
+
+
 def _sitk_call(function, path: Path, fmt: str):
-    """Call a SimpleITK reader method, turning its multi-line errors into one-line InputError."""
+    """Call a SimpleITK reader method quietly, turning its multi-line errors into one InputError line."""
     try:
-        return function()
-    except RuntimeError:
-        raise InputError(f"Cannot read '{path.name}': the file is truncated, corrupt or "
-                         f"not a valid {_DISPLAY[fmt]} file.") from None
+        with quiet_native():
+            return function()
+    except RuntimeError as error:
+        reason = next((text for key, text in _ITK_REASONS.items() if key in str(error)),
+                      f"the file is truncated, corrupt or not a valid {_DISPLAY[fmt]} file")
+        raise InputError(f"Cannot read '{shown(path.name)}': {reason}.") from None
 
 
 def _read_header(path: Path, fmt: str) -> sitk.ImageFileReader:
@@ -159,24 +168,27 @@ def _bytes_per_voxel(reader: sitk.ImageFileReader) -> int:
 
 def _check_header(reader: sitk.ImageFileReader, path: Path, slices: int = 1,
                   colour: bool = False) -> None:
-    """Reject 4D+ images, colour ones unless ``colour``, and those too large for memory.
+    """Reject 4D+ images, colour ones unless ``colour``, those too large for memory, and bad geometry.
 
     ``slices``: the number of files of a DICOM series whose first file ``reader`` read.
     """
     size = list(reader.GetSize())
     if len(size) > 3:
         raise InputError(
-            f"'{path.name}' is a {len(size)}D image ({shape_text(size)}): "
+            f"'{shown(path.name)}' is a {len(size)}D image ({shape_text(size)}): "
             "only single 2D slices and 3D volumes are supported."
         )
     if reader.GetNumberOfComponents() != 1 and not colour:
         raise InputError(
-            f"'{path.name}' has {reader.GetNumberOfComponents()} values per voxel: "
+            f"'{shown(path.name)}' has {reader.GetNumberOfComponents()} values per voxel: "
             "expected a grey-level CT image."
         )
     if slices > 1:
         size = size[:2] + [slices]
     check_size(int(np.prod(size)), _bytes_per_voxel(reader), size)
+    if not colour:  # slices get spacing 1: their DPI is no CT pixel size
+        # Checked on the header: SimpleITK loads a negative spacing as 1 without a word.
+        check_geometry(reader.GetSpacing(), reader.GetDirection(), reader.GetOrigin())
 
 
 def _volume(image: sitk.Image, path: Path, fmt: str, space: str, **meta) -> Volume:
@@ -190,54 +202,45 @@ def _volume(image: sitk.Image, path: Path, fmt: str, space: str, **meta) -> Volu
 def _read_image_file(path: Path, fmt: str) -> Volume:
     reader = _read_header(path, fmt)
     _check_header(reader, path)
-    # Checked on the header: SimpleITK loads a negative spacing as 1 without a word.
-    check_geometry(reader.GetSpacing(), reader.GetDirection())
     if fmt == "nifti":
-        _check_nifti(path)
+        _check_nifti_values(path)
     return _volume(_sitk_call(reader.Execute, path, fmt), path, fmt, HU)
 
 
-def _stored_bytes(path: Path) -> int:
-    """Size of the file's content, decompressed if it is gzipped (raises on a broken stream)."""
-    if not path.name.lower().endswith(".gz"):
-        return path.stat().st_size
-    total = 0
-    with gzip.open(path, "rb") as stream:
-        while chunk := stream.read(_CHUNK):
-            total += len(chunk)
-    return total
-
-
-def _check_nifti(path: Path) -> None:
-    """What SimpleITK's NIfTI reader lets through silently: it zero-fills missing voxel data
-    and replaces NaN/inf with 0. Float images are read once more (nibabel) to find them."""
+def _check_nifti_values(path: Path) -> None:
+    """SimpleITK's NIfTI reader replaces NaN/inf with 0: float images are read once more (nibabel)."""
     try:
         image = nib.load(str(path))
         if np.issubdtype(image.get_data_dtype(), np.floating):
             check_finite(np.asanyarray(image.dataobj))
-            return
-        proxy = image.dataobj  # its offset is right even where vox_offset is 0 (ITK writes 0)
-        expected = int(proxy.offset) + int(np.prod(proxy.shape)) * proxy.dtype.itemsize
-        found = _stored_bytes(path)
     except (EOFError, OSError, zlib.error, ValueError, ImageFileError, HeaderDataError):
-        raise InputError(f"Cannot read '{path.name}': the file is truncated or corrupt.") from None
-    if found < expected:
-        raise InputError(
-            f"Cannot read '{path.name}': the file is truncated "
-            f"({found} of {expected} bytes present)."
-        )
+        raise InputError(f"Cannot read '{shown(path.name)}': the file is truncated or corrupt.") from None
 
 
 def _read_slice(path: Path, fmt: str, space: str) -> Volume:
-    reader = _read_header(path, fmt)
-    _check_header(reader, path, colour=True)
-    if reader.GetDimension() != 2:
-        raise InputError(f"'{path.name}' is not a 2D image.")
-    image = _to_grey(_sitk_call(reader.Execute, path, fmt))
+    if fmt == "png" and png_colour_type(path) == 4:  # grey + alpha: SimpleITK has no such pixel type
+        image = _grey_alpha_png(path)
+    else:
+        reader = _read_header(path, fmt)
+        _check_header(reader, path, colour=True)
+        if reader.GetDimension() != 2:
+            raise InputError(f"'{shown(path.name)}' is not a 2D image.")
+        image = _to_grey(_sitk_call(reader.Execute, path, fmt))
     image.SetSpacing((1.0, 1.0))
     image.SetOrigin((0.0, 0.0))
     image.SetDirection((1.0, 0.0, 0.0, 1.0))
     return _volume(image, path, fmt, space)
+
+
+def _grey_alpha_png(path: Path) -> sitk.Image:
+    """The grey channel of a grey+alpha PNG (read with Pillow, which matplotlib brings)."""
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as png:
+            grey = np.asarray(png.getchannel(0) if png.mode == "LA" else png.convert("L"))
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+        raise InputError(f"Cannot read '{shown(path.name)}': the file is truncated, corrupt or not a valid PNG file.") from None
+    return sitk.GetImageFromArray(np.ascontiguousarray(grey))
 
 
 def _to_grey(image: sitk.Image) -> sitk.Image:
@@ -253,49 +256,21 @@ def _to_grey(image: sitk.Image) -> sitk.Image:
     return sitk.GetImageFromArray(grey)
 
 
-@contextlib.contextmanager
-def _itk_warnings_off() -> Iterator[None]:
-    """Silence ITK's multi-line stderr warnings (e.g. "No Series were found") for a moment."""
-    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
-    sitk.ProcessObject.SetGlobalWarningDisplay(False)
-    try:
-        yield
-    finally:
-        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
-
-
-def _dicom_series(folder: Path, member: Optional[Path]) -> Tuple[str, List[str]]:
-    """(series UID, sorted files) of the series holding ``member``, else the largest one."""
-    try:
-        with _itk_warnings_off():
-            uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-            series = {uid: sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid)
-                      for uid in uids}
-    except RuntimeError:
-        series = {}
-    if member is not None:
-        series = {uid: files for uid, files in series.items()
-                  if any(Path(f).resolve() == member.resolve() for f in files)}
-    if not series:
-        where = f"'{member.name}'" if member is not None else f"folder '{folder}'"
-        raise InputError(
-            f"No DICOM series found in {where}: give a folder of DICOM slices, "
-            "or the image file itself for other formats."
-        )
-    uid = max(series, key=lambda u: len(series[u]))
-    return uid, list(series[uid])
-
-
 def _read_dicom(folder: Path, member: Optional[Path] = None) -> Volume:
-    """Read one DICOM series; GDCM sorts its slices by position along the slice normal."""
-    uid, files = _dicom_series(folder, member)
-    first = Path(files[0])
-    _check_header(_read_header(first, "dicom"), first, slices=len(files))
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    volume = _volume(_sitk_call(reader.Execute, folder, "dicom"), folder, "dicom", HU,
-                     series_uid=uid, n_files=len(files))
-    check_geometry(volume.spacing, volume.direction)
+    """One DICOM series (slice geometry checked by ``dicom.read_series``) or one multi-frame file."""
+    reader, meta = read_series(folder, member)
+    first = Path(reader.GetFileName() if isinstance(reader, sitk.ImageFileReader) else reader.GetFileNames()[0])
+    header = reader if isinstance(reader, sitk.ImageFileReader) else _read_header(first, "dicom")
+    _check_header(header, first, slices=meta["n_files"])
+    image = _sitk_call(reader.Execute, folder, "dicom")
+    if image.GetDimension() != 3:
+        raise InputError(f"DICOM input '{shown(folder.name)}' is not a 3D image ({image.GetDimension()}D).")
+    measured = meta.get("slice_spacing_mm")
+    if measured is not None and abs(image.GetSpacing()[2] - measured) > 0.02 * measured:
+        raise InputError(f"DICOM series '{shown(folder.name)}': ITK's slice spacing {image.GetSpacing()[2]:.3f} mm "
+                         f"differs from the slice positions' {measured:.3f} mm.")
+    volume = _volume(image, folder, "dicom", HU, **meta)
+    check_geometry(volume.spacing, volume.direction, volume.origin)
     return volume
 
 

@@ -22,6 +22,8 @@ WORK_COPIES = 12
 WORK_BYTES_PER_VOXEL = 4
 MIN_SPACING_MM = 0.01
 MAX_SPACING_MM = 50.0
+MAX_ORIGIN_MM = 1e6
+ORTHONORMAL_TOLERANCE = 1e-3
 GB = 1024**3
 
 
@@ -72,8 +74,10 @@ def check_size(
         )
 
 
-def check_geometry(spacing: Sequence[float], direction: Optional[Sequence[float]] = None) -> None:
-    """Reject non-finite, zero, negative or absurd voxel spacing and a degenerate direction."""
+def check_geometry(spacing: Sequence[float], direction: Optional[Sequence[float]] = None,
+                   origin: Optional[Sequence[float]] = None) -> None:
+    """Reject non-finite, zero, negative or absurd voxel spacing, a direction matrix that is not
+    orthonormal (ITK would coerce it when writing) and a non-finite or absurd origin."""
     values = [float(s) for s in spacing]
     if not all(math.isfinite(s) and MIN_SPACING_MM <= s <= MAX_SPACING_MM for s in values):
         raise InputError(
@@ -84,8 +88,15 @@ def check_geometry(spacing: Sequence[float], direction: Optional[Sequence[float]
     if direction is not None:
         matrix = np.asarray(direction, dtype=float)
         n = int(round(math.sqrt(matrix.size)))
-        if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix.reshape(n, n))) < 1e-3:
+        matrix = matrix.reshape(n, n)
+        if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-3:
             raise InputError("The image orientation (direction matrix) is invalid or degenerate.")
+        if np.abs(matrix.T @ matrix - np.eye(n)).max() > ORTHONORMAL_TOLERANCE:
+            raise InputError("The image orientation (direction matrix) is not orthonormal (sheared or scaled axes): "
+                             "resample the image onto an orthogonal grid first.")
+    if origin is not None and not all(math.isfinite(float(o)) and abs(float(o)) <= MAX_ORIGIN_MM for o in origin):
+        raise InputError(f"The image origin ({', '.join(_number(o) for o in origin)}) mm is not usable: "
+                         f"each coordinate must be finite and within {_number(MAX_ORIGIN_MM)} mm.")
 
 
 def check_finite(array: np.ndarray) -> None:
@@ -126,7 +137,7 @@ def check_volume(volume: Volume, need_3d: Optional[bool] = None) -> Volume:
     if volume.array.ndim != 3 or volume.array.size == 0:
         raise InputError(f"Image has an unusable shape {volume.array.shape}.")
     check_dimensionality(volume, need_3d)
-    check_geometry(volume.spacing, volume.direction)
+    check_geometry(volume.spacing, volume.direction, volume.origin)
     check_finite(volume.array)
     check_not_constant(volume.array)
     return volume
