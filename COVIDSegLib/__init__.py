@@ -1,5 +1,13 @@
 """COVIDSegLib: COVID-19 lung and infection segmentation of chest CT (pure Python)."""
 __version__ = "0.4.0"
 
-from .errors import CovidSegError, InputError, IntensityError, Cancelled  # noqa: F401
-from .volume import Volume, HU, MEDSEG8  # noqa: F401
+from .errors import CovidSegError, InputError, IntensityError, Cancelled  # noqa: F401,E402
+
+_FROM_VOLUME = ("Volume", "HU", "MEDSEG8")  # imported on first use: the CLI starts without numpy/SimpleITK
+
+
+def __getattr__(name: str):
+    if name in _FROM_VOLUME:
+        from . import volume
+        return getattr(volume, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .errors import CovidSegError, user_message
+from .errors import user_message
 from .progress import CancelToken, check
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
@@ -27,7 +27,7 @@ class BatchRow:
 
 def run_batch(inputs: Sequence[str], job: Job, on_row: Optional[Callable[[BatchRow], None]] = None,
               cancel: Optional[CancelToken] = None) -> List[BatchRow]:
-    """Run ``job`` on every input; project errors and out-of-memory fail that input only."""
+    """Run ``job`` on every input; any error fails that input only (Ctrl-C and SIGTERM stop the batch)."""
     rows = []
     for path in inputs:
         check(cancel)
@@ -35,7 +35,7 @@ def run_batch(inputs: Sequence[str], job: Job, on_row: Optional[Callable[[BatchR
         try:
             written, details = job(path)
             row = BatchRow(str(path), DONE if written else SKIPPED, 0.0, written, details)
-        except (CovidSegError, MemoryError) as error:
+        except Exception as error:  # noqa: BLE001 - one input's failure (even a bug) must not stop the batch
             row = BatchRow(str(path), FAILED, 0.0, error=user_message(error))
         row.seconds = round(time.perf_counter() - start, 2)
         rows.append(row)

@@ -13,6 +13,7 @@ from .batch import FAILED, BatchRow, format_summary, run_batch
 from .cli_models import add_commands as add_model_commands
 from .errors import Cancelled, CovidSegError, user_message
 from .names import DEFAULT_MODEL
+from .signals import Terminated
 
 # Heavy libraries (torch, MONAI, SimpleITK, nibabel) are imported by the commands that use them,
 # so that --help, --version and usage errors answer at once.
@@ -20,7 +21,7 @@ MEDSEG8 = "medseg8"  # volume.MEDSEG8 (tested equal)
 if TYPE_CHECKING:
     from .pipeline import Outputs
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -92,57 +93,71 @@ def _file_options(args: argparse.Namespace):
 def _with_bar(steps: int, job: Callable[..., Outputs]) -> Callable[[str, argparse.Namespace], Outputs]:
     """``job(path, ..., progress=...)`` with a per-volume tqdm bar (hidden when quiet)."""
     def run(path: str, args: argparse.Namespace, *job_args) -> Outputs:
-        from .io import stem_of
+        from .paths import stem_of
         # delay: no bar for quick inputs (one slice) or for inputs that fail at once
-        with tqdm(total=steps, desc=stem_of(path), unit="step", leave=False, disable=args.quiet,
+        with tqdm(total=steps, desc=stem_of(path), unit="step", leave=False, disable=True if args.quiet else None,
                   delay=2.0, file=sys.stderr) as bar:
             return job(path, args.output, *job_args, _file_options(args), progress=_tqdm_progress(bar))
     return run
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from .bundle import load_bundle
-    from .inference import InferenceOptions, Segmenter
     from .intensity import parse_calibration
-    from .io import SEGMENT_OUTPUTS
-    from .pipeline import segment_file
-    from .predict2d import pick_device
+    from .paths import SEGMENT_OUTPUTS
     parse_calibration(args.intensity)
-    options = InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
-                               lungs=args.lungs,
-                               tta_flip=args.tta, lung_margin_mm=args.lung_margin_mm,
-                               min_component_mm3=args.min_component_mm3)
-    device = pick_device(args.device)
-    segmenter = Segmenter(load_bundle(args.model, device), options)
-    job = _with_bar(3, segment_file)
-    return _run_batch(args, lambda path, a: job(path, a, segmenter), SEGMENT_OUTPUTS)
+    segmenter = []  # loaded once, and only when some input is still to do
+
+    def load() -> None:
+        from .bundle import load_bundle
+        from .inference import InferenceOptions, Segmenter
+        from .predict2d import pick_device
+        options = InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
+                                   lungs=args.lungs, tta_flip=args.tta, lung_margin_mm=args.lung_margin_mm,
+                                   min_component_mm3=args.min_component_mm3)
+        segmenter.append(Segmenter(load_bundle(args.model, pick_device(args.device)), options))
+
+    def job(path: str, a: argparse.Namespace) -> Outputs:
+        from .pipeline import segment_file
+        return _with_bar(3, segment_file)(path, a, segmenter[0])
+    return _run_batch(args, job, SEGMENT_OUTPUTS, load)
 
 
 def run_lungs(args: argparse.Namespace) -> int:
     from .intensity import parse_calibration
-    from .io import LUNGS_OUTPUTS
-    from .pipeline import lungs_file
+    from .paths import LUNGS_OUTPUTS
     parse_calibration(args.intensity)
-    return _run_batch(args, _with_bar(6, lungs_file), LUNGS_OUTPUTS)
+
+    def job(path: str, a: argparse.Namespace) -> Outputs:
+        from .pipeline import lungs_file
+        return _with_bar(6, lungs_file)(path, a)
+    return _run_batch(args, job, LUNGS_OUTPUTS)
 
 
 def _run_batch(args: argparse.Namespace, job: Callable[[str, argparse.Namespace], Outputs],
-               outputs: Sequence[str]) -> int:
-    from .io import expand_inputs
-    from .pipeline import planned_inputs
+               outputs: Sequence[str], prepare: Optional[Callable[[], None]] = None) -> int:
+    """Inputs and output folder are checked before any work; ``prepare`` (e.g. loading the model)
+    runs only when some input is still to do."""
+    from .outputs import check_output_dir, is_done, planned_inputs
+    from .paths import expand_inputs
+    from .errors import shown
     # a folder: its image files and DICOM series; collisions are refused before any work
     inputs: Sequence[str] = planned_inputs(expand_inputs(args.inputs), args.output, outputs)
-    bar = tqdm(total=len(inputs), desc="inputs", unit="input", disable=args.quiet or len(inputs) < 2, file=sys.stderr)
+    check_output_dir(args.output)
+    to_do = {i for i in inputs if args.overwrite or not is_done(i, args.output)}
+    if prepare is not None and to_do:
+        prepare()
+    bar = tqdm(total=len(inputs), desc="inputs", unit="input", file=sys.stderr,
+               disable=True if args.quiet or len(inputs) < 2 else None)  # None: no bar unless a terminal
 
     def report(row: BatchRow) -> None:
         bar.update(1)
         if row.status == FAILED:
-            tqdm.write(f"covidseg: error: {row.input}: {row.error}", file=sys.stderr)
+            tqdm.write(f"covidseg: error: {shown(row.input)}: {row.error}", file=sys.stderr)
         elif not args.quiet:
-            note = ", ".join(str(p) for p in row.outputs) or "outputs exist, skipped (use --overwrite)"
-            tqdm.write(f"{row.input}: {note}", file=sys.stdout)
+            note = ", ".join(shown(p) for p in row.outputs) or "outputs exist, skipped (use --overwrite)"
+            tqdm.write(f"{shown(row.input)}: {note}", file=sys.stdout)
 
-    rows = run_batch(inputs, lambda path: job(path, args), on_row=report)
+    rows = run_batch(inputs, lambda path: job(path, args) if path in to_do else ([], {}), on_row=report)
     bar.close()
     if not args.quiet and len(inputs) > 1:
         print(format_summary(rows), file=sys.stdout)
@@ -156,6 +171,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except Cancelled:
         print("covidseg: cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("covidseg: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("covidseg: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -13,9 +13,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from .errors import InputError, shown
 from .native import quiet_native
-from .preflight import check_folder_entries, shown
+from .preflight import check_folder_entries
 
 POSITION, ORIENTATION, FRAMES, ROWS, COLUMNS = "0020|0032", "0020|0037", "0028|0008", "0028|0010", "0028|0011"
 RELATIVE_TOLERANCE = 0.02   # slice spacing may vary by this share of its median

@@ -1,4 +1,5 @@
 """Project exceptions: a user-caused error carries a one-line message the CLI prints."""
+import os
 
 
 class CovidSegError(Exception):
@@ -27,3 +28,9 @@ def user_message(error: BaseException) -> str:
     if isinstance(error, MemoryError):
         return "not enough memory for this image"
     return f"internal error ({type(error).__name__}): {error}"
+
+
+def shown(path: os.PathLike | str) -> str:
+    """A file name safe to print on one line (control characters escaped)."""
+    text = os.fspath(path)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

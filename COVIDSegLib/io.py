@@ -14,7 +14,7 @@ import os
 import secrets
 import zlib
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import nibabel as nib
 import numpy as np
@@ -23,87 +23,32 @@ from nibabel.spatialimages import HeaderDataError
 import SimpleITK as sitk
 
 from . import labels as label_defs
-from .errors import CovidSegError, InputError
+from .errors import CovidSegError, InputError, shown
 from .morphology import bounding_box
 from .dicom import read_series
+from .paths import (  # noqa: F401 - part of io's interface
+    INPUT_SUFFIXES, LUNGS_OUTPUTS, OUTPUT_SUFFIXES, SEGMENT_OUTPUTS, SLICE_FORMATS, SUPPORTED_INPUTS, VOLUME_FORMATS,
+    expand_inputs, folder_inputs, stem_of, suffix_in)
 from .native import quiet_native
-from .preflight import check_file, check_readable, png_colour_type, shown
+from .preflight import check_file, check_readable, png_colour_type
 from .validate import check_finite, check_geometry, check_size, shape_text
 from .orientation import geometry_from_ras, ras_affine
 from .volume import HU, MEDSEG8, Volume
 
 PathLike = Union[str, Path]
 RGB = Tuple[float, float, float]
-
-# File suffix -> the format name kept in Volume.meta["format"] (the longest suffix wins).
-VOLUME_FORMATS = {".nii.gz": "nifti", ".nii": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd",
-                  ".mha": "metaimage", ".mhd": "metaimage", ".dcm": "dicom"}
-SLICE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
+LABEL_WRITE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
 _DISPLAY = {"nifti": "NIfTI", "nrrd": "NRRD", "metaimage": "MetaImage", "dicom": "DICOM",
             "png": "PNG", "jpeg": "JPEG"}
-LABEL_WRITE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".mha")
-SUPPORTED_INPUTS = (
-    "a NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) or MetaImage (.mha, .mhd) file, "
-    "a DICOM series folder (or one of its .dcm files), or a PNG/JPG slice"
-)
-# Stripped by stem_of; ".labels" so that our own "<stem>.labels.nii.gz" maps back to <stem>.
-_STEM_SUFFIXES = (".gz", ".nii", ".nrrd", ".nhdr", ".seg", ".mha", ".mhd", ".dcm", ".png",
-                  ".jpg", ".jpeg", ".labels")
+
 _RGB_TO_GREY = np.array([0.299, 0.587, 0.114])
 
 
 # ----------------------------------------------------------------------------- names
 
 
-def _suffix_in(path: PathLike, suffixes) -> Optional[str]:
-    """The longest of ``suffixes`` that the file name ends with (case-insensitive)."""
-    name = Path(path).name.lower()
-    matches = [s for s in suffixes if name.endswith(s)]
-    return max(matches, key=len) if matches else None
-
-
-SEGMENT_OUTPUTS = (".labels.nii.gz", ".report.json", ".report.csv", ".report.html", ".seg.nrrd", ".overlay.png")
-LUNGS_OUTPUTS = (".labels.nii.gz", ".overlay.png")  # what ``covidseg segment`` / ``lungs`` write per input
-INPUT_SUFFIXES = tuple(s for s in (*VOLUME_FORMATS, *SLICE_FORMATS) if s != ".dcm")
-OUTPUT_SUFFIXES = tuple(s for s in SEGMENT_OUTPUTS if s.endswith(INPUT_SUFFIXES))  # outputs that look like inputs
-
-
-def folder_inputs(folder: PathLike) -> List[Path]:
-    """Image files in ``folder`` (not our own outputs) and its subfolders (DICOM series); the
-    folder itself when it holds neither (one DICOM series)."""
-    folder = Path(folder)
-    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
-    files = [p for p in entries if p.is_file() and p.name.lower().endswith(INPUT_SUFFIXES)
-             and not p.name.lower().endswith(OUTPUT_SUFFIXES)]
-    series = [p for p in entries if p.is_dir()]
-    return files + series or [folder]
-
-
-def expand_inputs(inputs: Sequence[PathLike]) -> List[str]:
-    """Command-line inputs with each folder replaced by its ``folder_inputs``."""
-    out: List[str] = []
-    for item in inputs:
-        p = Path(item)
-        out += [str(x) for x in folder_inputs(p)] if p.is_dir() else [str(item)]
-    return out
-
-
-def stem_of(path: PathLike) -> str:
-    """File name without its image extensions (``a.nii.gz`` -> ``a``); a folder's own name."""
-    p = Path(path)
-    if p.is_dir():
-        return p.resolve().name
-    name = p.name
-    while True:
-        suffix = _suffix_in(name, _STEM_SUFFIXES)
-        if not suffix or len(suffix) >= len(name):
-            break
-        name = name[: -len(suffix)]
-    return name if name != p.name else (p.stem or p.name)
-
-
 def _format_of(path: Path) -> str:
-    suffix = _suffix_in(path, list(VOLUME_FORMATS) + list(SLICE_FORMATS))
+    suffix = suffix_in(path, list(VOLUME_FORMATS) + list(SLICE_FORMATS))
     if suffix is None:
         raise InputError(f"Unsupported input '{path.name}': expected {SUPPORTED_INPUTS}.")
     return {**VOLUME_FORMATS, **SLICE_FORMATS}[suffix]
@@ -328,7 +273,7 @@ def write_labels(labels: Volume, path: PathLike) -> Path:
     (``write_seg_nrrd``). Returns the written path.
     """
     target = Path(path)
-    suffix = _suffix_in(target, LABEL_WRITE_SUFFIXES)
+    suffix = suffix_in(target, LABEL_WRITE_SUFFIXES)
     if suffix is None:
         raise CovidSegError(
             f"Cannot write labels to '{target.name}': use one of {', '.join(LABEL_WRITE_SUFFIXES)}."

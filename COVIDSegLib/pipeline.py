@@ -6,43 +6,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from . import __version__
-from .errors import CovidSegError, InputError
+from .errors import InputError
 from .intensity import resolve_calibration
-from .io import read_volume, stem_of, write_json, write_labels, write_seg_nrrd
+from .io import LUNGS_OUTPUTS, SEGMENT_OUTPUTS, read_volume, stem_of, write_json, write_labels, write_seg_nrrd
 from .labels import names_for
 from .lung_model import load_lung_model
 from .lungs import segment_lungs
+from .outputs import OutputSet, is_done, planned_inputs  # noqa: F401 - planned_inputs: part of this interface
 from .overlay import save_overlay
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .quantify import quantify, summary_columns
 from .report import write_csv, write_html
 from .validate import check_volume
 from .volume import HU, MEDSEG8, Volume
-
-def planned_inputs(inputs: Sequence[str], out_dir: Path, suffixes: Sequence[str]) -> List[str]:
-    """The batch's inputs, checked before any work: the same file given twice counts once; two
-    inputs whose outputs would collide (same stem) or an output that would overwrite an input
-    are refused with one line (CovidSegError)."""
-    unique: Dict[Path, str] = {}
-    for item in inputs:
-        unique.setdefault(Path(item).resolve(), str(item))
-    by_stem: Dict[str, str] = {}
-    for item in unique.values():
-        stem = stem_of(item)
-        if stem in by_stem:
-            raise CovidSegError(f"{by_stem[stem]} and {item} would both write {stem}.*: rename one, "
-                                "or run them into different output folders")
-        by_stem[stem] = item
-    outputs = {(Path(out_dir) / f"{stem}{suffix}").resolve() for stem in by_stem for suffix in suffixes}
-    for path, item in unique.items():
-        if path in outputs or any(path == parent for parent in {o.parent for o in outputs}):
-            raise CovidSegError(f"{item}: an output of this batch would overwrite this input; "
-                                "choose another output folder")
-    return list(unique.values())
-
 
 NO_LUNG = "No lung found: is this a chest CT, and are its intensities right (see --intensity)?"
 Outputs = Tuple[List[Path], Dict[str, object]]  # written files (none: skipped), summary columns
@@ -57,14 +36,13 @@ class FileOptions:
     lungs: str = "auto"            # lung model for `lungs` (lung_model.load_lung_model); "classic"
 
 
-def _pending(path: str, out_dir: Path, opts: FileOptions) -> Optional[Tuple[str, Path, Volume]]:
-    """(stem, labels path, checked volume) of an input still to do; None when its labels exist
-    and ``opts.overwrite`` is not set."""
-    stem = stem_of(path)
-    labels_path = Path(out_dir) / f"{stem}.labels.nii.gz"
-    if labels_path.exists() and not opts.overwrite:
+def _pending(path: str, out_dir: Path, opts: FileOptions) -> Optional[Tuple[str, Volume]]:
+    """(stem, checked volume) of an input still to do; None when its output set exists and
+    ``opts.overwrite`` is not set."""
+    if is_done(path, out_dir) and not opts.overwrite:
         return None
-    return stem, labels_path, check_volume(read_volume(path, slice_space=HU if opts.slice_space in (HU, "hu") else MEDSEG8))
+    volume = check_volume(read_volume(path, slice_space=HU if opts.slice_space in (HU, "hu") else MEDSEG8))
+    return stem_of(path), volume
 
 
 _LUNG_MODELS: Dict[str, object] = {}
@@ -84,17 +62,17 @@ def lungs_file(path: str, out_dir: Path, opts: FileOptions = FileOptions(),
     pending = _pending(path, out_dir, opts)
     if pending is None:
         return [], {}
-    stem, labels_path, volume = pending
+    stem, volume = pending
     calibration = resolve_calibration(volume, opts.intensity)  # detected once, for the lungs and the overlay
     labels = segment_lungs(volume, calibration=calibration, progress=progress, cancel=cancel,
                            model=lung_model_for(opts.lungs))
     if not labels.array.any():
         raise InputError(NO_LUNG)
-    written = []
-    if opts.overlay:
-        written.append(save_overlay(volume, labels, Path(out_dir) / f"{stem}.overlay.png", calibration=calibration,
-                                    title=stem))
-    written.append(write_labels(labels, labels_path))
+    with OutputSet(out_dir, stem, LUNGS_OUTPUTS) as outputs:
+        if opts.overlay:
+            save_overlay(volume, labels, outputs.path(".overlay.png"), calibration=calibration, title=stem)
+        write_labels(labels, outputs.path(".labels.nii.gz"))
+        written = outputs.commit()
     report = quantify(labels)
     ml = {side: f.lung_ml for side, f in report.lungs.items()}
     return written, {"left lung mL": round(ml["left"], 1), "right lung mL": round(ml["right"], 1),
@@ -108,8 +86,7 @@ def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOp
     pending = _pending(path, out_dir, opts)
     if pending is None:
         return [], {}
-    stem, labels_path, volume = pending
-    out_dir = Path(out_dir)
+    stem, volume = pending
     start = time.time()
     result = segmenter.segment(volume, progress, cancel)
     check(cancel)
@@ -121,14 +98,15 @@ def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOp
             "lungs": segmenter.lung_method,
             "device": result.device, "slices_segmented": result.slices_run, "seconds": round(time.time() - start, 2),
             "covidseg": __version__, "spacing_mm": list(volume.spacing), "shape_zyx": list(volume.shape)}
-    written = [write_json({**meta, **report.to_dict()}, out_dir / f"{stem}.report.json"),
-               write_csv(report, out_dir / f"{stem}.report.csv"),
-               write_seg_nrrd(result.labels, out_dir / f"{stem}.seg.nrrd", names=names)]
-    overlay = None
-    if opts.overlay:
-        overlay = save_overlay(volume, result.labels, out_dir / f"{stem}.overlay.png", calibration=opts.intensity,
-                               title=stem, names=names)
-        written.append(overlay)
-    written.append(write_html(report, out_dir / f"{stem}.report.html", f"COVIDSeg report: {stem}", meta, overlay))
-    written.append(write_labels(result.labels, labels_path))
+    with OutputSet(out_dir, stem, SEGMENT_OUTPUTS) as outputs:
+        write_json({**meta, **report.to_dict()}, outputs.path(".report.json"))
+        write_csv(report, outputs.path(".report.csv"))
+        write_seg_nrrd(result.labels, outputs.path(".seg.nrrd"), names=names)
+        overlay = None
+        if opts.overlay:
+            overlay = save_overlay(volume, result.labels, outputs.path(".overlay.png"), calibration=opts.intensity,
+                                   title=stem, names=names)
+        write_html(report, outputs.path(".report.html"), f"COVIDSeg report: {stem}", meta, overlay)
+        write_labels(result.labels, outputs.path(".labels.nii.gz"))
+        written = outputs.commit()
     return written, summary_columns(report)

@@ -19,18 +19,12 @@ import zlib
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .errors import InputError
+from .errors import InputError, shown
 from .validate import check_size
 
 MAX_SIDE = 1 << 20           # voxels along one axis
 HEADER_BYTES = 1 << 16       # text headers (MetaImage, NRRD) are searched this far
 _CHUNK = 1 << 22
-
-
-def shown(path: os.PathLike | str) -> str:
-    """A file name safe to print on one line (control characters escaped)."""
-    text = os.fspath(path)
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # ----------------------------------------------------------------------------- files
