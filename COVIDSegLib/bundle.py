@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Union
 
-from .errors import CovidSegError
+from .card_check import check_card
+from .errors import CovidSegError, shown
 from .io import atomic_path, write_json
 from .names import DEFAULT_BINARY_MODEL, DEFAULT_MODEL
 
@@ -72,12 +73,12 @@ def save_bundle(model: torch.nn.Module, card: dict, out_dir: Path, name: str) ->
 def read_card(card_path: Path) -> dict:
     try:
         card = json.loads(Path(card_path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CovidSegError(f"Cannot read model card {card_path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise CovidSegError(f"Cannot read model card {shown(card_path)}: {exc}") from None
     missing = [k for k in REQUIRED if k not in card] if isinstance(card, dict) else list(REQUIRED)
     if missing or card.get("format") != FORMAT:
-        raise CovidSegError(f"{card_path} is not a COVIDSeg model card ({FORMAT}); missing: {', '.join(missing)}")
-    return card
+        raise CovidSegError(f"{shown(card_path)} is not a COVIDSeg model card ({FORMAT}); missing: {', '.join(missing)}")
+    return check_card(card, Path(card_path))
 
 
 def search_dirs() -> List[Path]:

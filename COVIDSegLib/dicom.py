@@ -125,7 +125,11 @@ def check_spacing(positions: np.ndarray, folder: Path, unread: int = 0) -> float
 
 
 def read_series(folder: Path, member: Optional[Path] = None) -> Tuple[sitk.Image, dict]:
-    """The series' image (3D) and what to keep in ``Volume.meta``; a multi-frame file is read whole."""
+    """A reader of the series (3D) and what to keep in ``Volume.meta``; a multi-frame file is read whole."""
+    if member is not None:
+        header = read_header(str(member))
+        if frames(header) > 1:  # one file is the whole volume: the rest of the folder does not matter
+            return header, {"series_uid": _tag(header, "0020|000e") or "", "n_files": 1, "frames": frames(header)}
     uid, files = find_series(folder, member)
     headers = [read_header(f) for f in files]
     meta = {"series_uid": uid, "n_files": len(files)}

@@ -214,7 +214,7 @@ def _read_dicom(folder: Path, member: Optional[Path] = None) -> Volume:
     if measured is not None and abs(image.GetSpacing()[2] - measured) > 0.02 * measured:
         raise InputError(f"DICOM series '{shown(folder.name)}': ITK's slice spacing {image.GetSpacing()[2]:.3f} mm "
                          f"differs from the slice positions' {measured:.3f} mm.")
-    volume = _volume(image, folder, "dicom", HU, **meta)
+    volume = _volume(image, member if meta.get("frames") else folder, "dicom", HU, **meta)
     check_geometry(volume.spacing, volume.direction, volume.origin)
     return volume
 

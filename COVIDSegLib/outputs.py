@@ -108,8 +108,8 @@ def planned_inputs(inputs: Sequence[str], out_dir: Path, suffixes: Sequence[str]
     inputs whose outputs would collide (same stem) or an output that would overwrite an input
     are refused with one line (CovidSegError)."""
     unique: Dict[Path, str] = {}
-    for item in inputs:
-        unique.setdefault(Path(item).resolve(), str(item))
+    for item in inputs:  # realpath: a symbolic link loop fails later, as that input's own error
+        unique.setdefault(Path(os.path.realpath(item)), str(item))
     by_stem: Dict[str, str] = {}
     for item in unique.values():
         stem = stem_of(item)
@@ -117,7 +117,7 @@ def planned_inputs(inputs: Sequence[str], out_dir: Path, suffixes: Sequence[str]
             raise CovidSegError(f"{by_stem[stem]} and {item} would both write {stem}.*: rename one, "
                                 "or run them into different output folders")
         by_stem[stem] = item
-    outputs = {(Path(out_dir) / f"{stem}{suffix}").resolve() for stem in by_stem for suffix in suffixes}
+    outputs = {Path(os.path.realpath(Path(out_dir) / f"{stem}{suffix}")) for stem in by_stem for suffix in suffixes}
     for path, item in unique.items():
         if path in outputs or any(path == parent for parent in {o.parent for o in outputs}):
             raise CovidSegError(f"{item}: an output of this batch would overwrite this input; "

@@ -71,7 +71,8 @@ def check_folder_entries(folder: Path) -> None:
         except OSError:
             raise InputError(f"Cannot access '{shown(entry)}' in the DICOM folder {shown(folder)}") from None
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise InputError(f"'{shown(entry)}' in the DICOM folder is not a regular file ({_file_kind(mode)})")
+            raise InputError(f"'{shown(entry.name)}' in the DICOM folder {shown(folder)} is not a regular file "
+                             f"({_file_kind(mode)})")
 
 
 def _head(path: Path, size: int, gz: bool = False) -> bytes:

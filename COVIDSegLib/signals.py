@@ -25,12 +25,23 @@ def handle_sigterm() -> None:
 
 @contextlib.contextmanager
 def deferred_stop() -> Iterator[None]:
-    """SIGINT and SIGTERM wait until the block is done (main thread only; elsewhere a no-op)."""
+    """SIGINT and SIGTERM that arrive during the block are held and delivered right after it.
+
+    Python runs signal handlers in the main thread whichever thread the OS chose (torch's
+    worker threads do not block signals), so the handlers themselves are swapped for the block.
+    Outside the main thread this is a no-op (signals cannot be handled there).
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    held: list = []
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda number, frame: held.append(number))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if held:
+            signal.raise_signal(held[0])

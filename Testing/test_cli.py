@@ -1,17 +1,17 @@
 """Tests of the `covidseg` command line (COVIDSegLib.cli), mostly in-process via main()."""
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from badinputs import BAD_INPUTS, make_corrupt
+from badinputs import make_corrupt
+from cli_helpers import assert_one_error_line, digest, files_in, run
 from chest_phantom import SPACING, chest_phantom
 from COVIDSegLib.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from COVIDSegLib.io import read_volume
@@ -19,47 +19,6 @@ from COVIDSegLib.io import read_volume
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "Resources" / "Samples"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def digest(path: Path) -> Optional[str]:
-    """SHA-256 of a file, of every file (name + bytes) in a folder, or None when missing."""
-    if path.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(path.rglob("*")):
-            h.update(str(f.relative_to(path)).encode() + (f.read_bytes() if f.is_file() else b""))
-        return h.hexdigest()
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
-
-
-def files_in(folder: Path) -> List[str]:
-    """Every file below ``folder`` (hidden temporary files included), relative names."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) if folder.exists() else []
-
-
-def run(capsys, *argv: str) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def visible_lines(err: str) -> List[str]:
-    """The non-empty lines a terminal shows: a progress bar redraws with '\r' and is cleared
-    (leave=False), so only the text after the last '\r' of each line remains visible."""
-    return [line.split("\r")[-1] for line in err.split("\n") if line.split("\r")[-1].strip()]
-
-
-def assert_one_error_line(err: str, *expected: str, raw: bool = True) -> str:
-    """``raw``: stderr is byte for byte one line; otherwise one line once progress bars are drawn."""
-    if raw:
-        assert err.count("\n") == 1 and err.endswith("\n") and "\r" not in err, repr(err)
-    lines = visible_lines(err)
-    assert len(lines) == 1, repr(err)
-    assert "Traceback" not in err and 'File "' not in err
-    assert lines[0].startswith("covidseg: error: ")
-    for text in expected:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
 
 
 def assert_same_geometry(a, b, tol: float = 1e-5) -> None:
@@ -171,27 +130,6 @@ def test_no_overlay_writes_only_the_labels(capsys, tmp_path):
 # ----------------------------------------------------------------------------- bad inputs
 
 
-@pytest.mark.parametrize("name", sorted(BAD_INPUTS))
-def test_bad_input_one_line_no_output(capsys, tmp_path, name):
-    factory, expected = BAD_INPUTS[name]
-    source = tmp_path / "in"
-    source.mkdir()
-    path = factory(source)
-    before = digest(path)
-    out_dir = tmp_path / "out"
-    rc, out, err = run(capsys, "lungs", path, "-o", out_dir)
-    if name == "2d_nifti":
-        # `lungs` accepts single 2D slices (see test_lungs_accepts_a_2d_nifti_slice), so the
-        # "3D volume is needed" check does not apply; this slice is random noise, which the
-        # intensity check refuses (it is neither HU nor 8-bit MedSeg).
-        expected = "--intensity"
-    assert rc == EXIT_FAILED
-    assert out == ""
-    assert_one_error_line(err, expected, str(path))
-    assert files_in(out_dir) == []
-    assert digest(path) == before
-
-
 def test_lungs_accepts_a_2d_nifti_slice(capsys, tmp_path):
     """A real one-slice 2D NIfTI (slice 0 of the bundled sample) is segmented like a volume."""
     image = sitk.ReadImage(str(SAMPLES / "lungmask_chest_ct_2slices.nii.gz"))[:, :, 0]
@@ -277,7 +215,7 @@ def test_slice_with_wrong_intensities_is_refused(capsys, tmp_path, kind):
 
 def covidseg_command() -> List[str]:
     script = Path(sys.executable).with_name("covidseg")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "COVIDSegLib.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "COVIDSegLib"]
 
 
 def test_console_entry_point(tmp_path):
