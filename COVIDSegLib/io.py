@@ -29,7 +29,7 @@ from .dicom import read_series
 from .paths import (  # noqa: F401 - part of io's interface
     INPUT_SUFFIXES, LUNGS_OUTPUTS, OUTPUT_SUFFIXES, SEGMENT_OUTPUTS, SLICE_FORMATS, SUPPORTED_INPUTS, VOLUME_FORMATS,
     expand_inputs, folder_inputs, stem_of, suffix_in)
-from .native import quiet_native
+from .native import quiet_native, quiet_nibabel
 from .preflight import check_file, check_readable, png_colour_type
 from .validate import check_finite, check_geometry, check_size, shape_text
 from .orientation import geometry_from_ras, ras_affine
@@ -155,9 +155,10 @@ def _read_image_file(path: Path, fmt: str) -> Volume:
 def _check_nifti_values(path: Path) -> None:
     """SimpleITK's NIfTI reader replaces NaN/inf with 0: float images are read once more (nibabel)."""
     try:
-        image = nib.load(str(path))
-        if np.issubdtype(image.get_data_dtype(), np.floating):
-            check_finite(np.asanyarray(image.dataobj))
+        with quiet_nibabel():
+            image = nib.load(str(path))
+            if np.issubdtype(image.get_data_dtype(), np.floating):
+                check_finite(np.asanyarray(image.dataobj))
     except (EOFError, OSError, zlib.error, ValueError, ImageFileError, HeaderDataError):
         raise InputError(f"Cannot read '{shown(path.name)}': the file is truncated or corrupt.") from None
 

@@ -30,3 +30,20 @@ def quiet_native() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
+
+
+@contextlib.contextmanager
+def quiet_nibabel() -> Iterator[None]:
+    """No warnings or log lines from nibabel while it reads a header the project checks itself."""
+    import logging
+    import warnings
+
+    from nibabel.imageglobals import logger  # header fixes are logged at ERROR level, printed
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)

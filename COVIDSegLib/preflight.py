@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import InputError, shown
+from .native import quiet_nibabel
 from .validate import check_size
 
 MAX_SIDE = 1 << 20           # voxels along one axis
@@ -35,6 +36,8 @@ def check_readable(path: Path, folder: bool = False) -> os.stat_result:
     name = shown(path)
     try:
         info = os.stat(path)
+    except ValueError:  # a NUL byte in the name (e.g. a detached data file named in a header)
+        raise InputError(f"Invalid file name (it contains a NUL byte): {name}") from None
     except FileNotFoundError:
         kind = "a broken symbolic link" if os.path.islink(path) else "not found"
         raise InputError(f"Input {kind}: {name}") from None
@@ -135,7 +138,9 @@ def check_nifti(path: Path) -> None:
     if klass is None:
         raise InputError(f"Cannot read '{name}': not a NIfTI file (header size field is wrong).")
     try:
-        header = klass.from_fileobj(io.BytesIO(head), check=False)
+        with quiet_nibabel():
+            # the fixed header only: extensions (any length) lie between it and vox_offset
+            header = klass.from_fileobj(io.BytesIO(head[:540 if klass is nib.Nifti2Header else 348]), check=False)
     except Exception:  # nibabel raises several types on malformed bytes
         raise InputError(f"Cannot read '{name}': the NIfTI header is corrupt.") from None
     if bytes(header["magic"]).rstrip(b"\0") not in (b"n+1", b"n+2"):
@@ -154,6 +159,9 @@ def check_nifti(path: Path) -> None:
     offset = float(header["vox_offset"])
     if not math.isfinite(offset) or offset < 0 or offset > 1 << 40:
         raise InputError(f"Cannot read '{name}': NIfTI vox_offset {offset:g} is not a valid byte offset.")
+    for key in ("qform_code", "sform_code"):
+        if not 0 <= int(header[key]) <= 4:
+            raise InputError(f"Cannot read '{name}': NIfTI {key} {int(header[key])} is not a valid code (0..4).")
     geometry = [float(header[k]) for k in ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")]
     _finite(path, "orientation (qform)", geometry)
     _finite(path, "orientation (sform)", [float(v) for k in ("srow_x", "srow_y", "srow_z") for v in header[k]])

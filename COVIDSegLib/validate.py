@@ -91,7 +91,9 @@ def check_geometry(spacing: Sequence[float], direction: Optional[Sequence[float]
         matrix = matrix.reshape(n, n)
         if not np.all(np.isfinite(matrix)) or abs(np.linalg.det(matrix)) < 1e-3:
             raise InputError("The image orientation (direction matrix) is invalid or degenerate.")
-        if np.abs(matrix.T @ matrix - np.eye(n)).max() > ORTHONORMAL_TOLERANCE:
+        with np.errstate(all="ignore"):  # huge entries overflow: not orthonormal either
+            error = np.abs(matrix.T @ matrix - np.eye(n)).max()
+        if not error <= ORTHONORMAL_TOLERANCE:
             raise InputError("The image orientation (direction matrix) is not orthonormal (sheared or scaled axes): "
                              "resample the image onto an orthogonal grid first.")
     if origin is not None and not all(math.isfinite(float(o)) and abs(float(o)) <= MAX_ORIGIN_MM for o in origin):

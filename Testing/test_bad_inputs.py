@@ -205,3 +205,15 @@ def test_multi_frame_dicom_is_read_as_one_volume(tmp_path):
     np.testing.assert_allclose(volume.spacing, SPACING, atol=1e-4)
     np.testing.assert_allclose(volume.origin, (-90.0, -80.0, -300.0), atol=1e-3)
     assert np.array_equal(volume.array.astype(np.int32) - 1024, hu.astype(np.int32))
+
+
+def test_a_nifti_with_a_long_header_extension_is_read(tmp_path):
+    """Found by fuzzing: the header check must not read extensions as part of the header."""
+    import nibabel as nib
+    from COVIDSegLib.io import read_volume
+    array = np.random.default_rng(0).integers(-1000, 400, (16, 16, 4)).astype(np.int16)
+    image = nib.Nifti1Image(array, np.diag([0.7, 0.7, 2.5, 1.0]))
+    image.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"x" * 1000))
+    nib.save(image, str(tmp_path / "extended.nii"))
+    volume = read_volume(tmp_path / "extended.nii")
+    assert volume.shape == (4, 16, 16) and np.array_equal(volume.array, array.transpose(2, 1, 0))

@@ -22,3 +22,16 @@ def test_a_mutated_file_is_read_or_refused_with_a_project_error(tmp_path, index)
             assert read_case(path) == "ok"
         except CovidSegError as error:
             assert "\n" not in str(error) and str(error)
+
+
+def test_the_fuzz_seeds_are_valid_inputs(tmp_path):
+    """Mutations start from usable files (real samples), so fuzzing reaches the deep read paths;
+    only the 16-bit PNG and the unsigned multi-frame DICOM fail later, at the intensity check."""
+    from fuzzcases import seeds
+    outcomes = {}
+    for path in seeds(tmp_path):
+        try:
+            outcomes[path.name] = read_case(path)
+        except CovidSegError as error:
+            outcomes[path.name] = "Intensities" in str(error) and "intensity"
+    assert outcomes == {**{name: "ok" for name in outcomes}, "deep.png": "intensity", "frames.dcm": "intensity"}
