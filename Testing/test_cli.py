@@ -286,3 +286,17 @@ def test_segment_help_shows_every_default(capsys):
     for shown in ("auto (default)", "(default: the 8-bit MedSeg window)", "default: covidseg_multiclass",
                   "(default: auto)", "(default: 16)", "(default: 10.0)", "(default: 5 with the learned lungs"):
         assert shown in text, shown
+
+
+def test_a_batch_of_finished_inputs_loads_no_model(tmp_path):
+    """Skipping inputs whose outputs exist needs neither torch nor the model (issue 11, item 14)."""
+    sample = SAMPLES / "lungmask_chest_ct_2slices.nii.gz"
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "lungmask_chest_ct_2slices.labels.nii.gz").write_bytes(b"done")
+    code = ("import sys; from COVIDSegLib.cli import main; "
+            f"rc = main(['segment', {str(sample)!r}, '-o', {str(out_dir)!r}]); "
+            "print(rc, sorted(m for m in ('torch', 'monai') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr
+    assert "skipped" in done.stdout

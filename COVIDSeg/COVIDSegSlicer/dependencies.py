@@ -18,6 +18,7 @@ REQUIREMENTS: Tuple[str, ...] = (
     "nibabel>=5.0",
     "tqdm>=4.60",
     "matplotlib>=3.7",
+    "pillow>=9",
     "safetensors>=0.4",
     "monai>=1.3",
     "scipy>=1.10",
