@@ -12,7 +12,8 @@ from test_cli import SAMPLES, assert_one_error_line, assert_same_geometry, asser
 from COVIDSegLib.bundle import load_bundle
 from COVIDSegLib.inference import InferenceOptions, Segmenter
 from COVIDSegLib.orientation import from_lps, to_lps
-from COVIDSegLib.io import read_seg_nrrd, read_volume
+from COVIDSegLib.cli import main
+from COVIDSegLib.io import read_seg_nrrd, read_volume, stem_of
 from COVIDSegLib.metrics import binary_metrics
 
 CT = SAMPLES / "lungmask_chest_ct_2slices.nii.gz"
@@ -246,3 +247,12 @@ def test_outputs_never_collide_with_each_other_or_overwrite_an_input(capsys, tmp
     rc, _, err = run(capsys, "segment", own, "-o", tmp_path, "--model", MODEL, "--overwrite")
     assert rc == 2 and "would overwrite this input" in err and own.read_bytes() == before
     assert not (tmp_path / "x.labels.report.json").exists()
+
+
+def test_report_names_the_lung_method_beside_the_per_side_figures(capsys, tmp_path):
+    """`lung_method` says what found the lungs; `lungs` keeps the per-side figures (0.5.0: the
+    method used to be overwritten by them)."""
+    rc = main(["segment", "-q", str(CT), "-o", str(tmp_path), "--model", MODEL])
+    report = json.loads((tmp_path / f"{stem_of(CT)}.report.json").read_text())
+    assert rc == 0 and report["lung_method"] == "model covidseg_lungs"
+    assert set(report["lungs"]) == {"left", "right"}
