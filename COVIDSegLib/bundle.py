@@ -109,19 +109,25 @@ def load_bundle(ref: Union[str, Path], device: Union[str, torch.device] = "cpu")
     from .models.registry import build_model
     card_path = find_bundle(ref)
     card = read_card(card_path)
-    weights = card_path.parent / card["weights"]
-    if not weights.is_file():
-        raise CovidSegError(f"Model weights not found: {weights}")
-    actual = sha256_file(weights)
-    if actual != card["sha256"]:
-        raise CovidSegError(f"Model weights {weights.name} do not match the SHA-256 in {card_path.name} "
-                            f"(expected {card['sha256'][:12]}..., got {actual[:12]}...): corrupt or altered file.")
+    weights = verify_weights(card, card_path)
     try:
         model = build_model(card["architecture"]["config"])
         model.load_state_dict(load_file(str(weights), device=str(device)))
     except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise CovidSegError(f"Model {card['name']} cannot be loaded: {str(exc).splitlines()[0]}") from None
     return ModelBundle(card["name"], card, model.to(device).eval(), card_path)
+
+
+def verify_weights(card: dict, card_path: Path) -> Path:
+    """The card's weights file, after checking that it exists and matches the card's SHA-256."""
+    weights = Path(card_path).parent / card["weights"]
+    if not weights.is_file():
+        raise CovidSegError(f"Model weights not found: {weights}")
+    actual = sha256_file(weights)
+    if actual != card["sha256"]:
+        raise CovidSegError(f"Model weights {weights.name} do not match the SHA-256 in {Path(card_path).name} "
+                            f"(expected {card['sha256'][:12]}..., got {actual[:12]}...): corrupt or altered file.")
+    return weights
 
 
 def list_bundles() -> List[dict]:

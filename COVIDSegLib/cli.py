@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--lung-margin-mm", type=float, default=None,
                          help="infection is kept within the lungs dilated in-plane by this (default: 5 with "
                               "the learned lungs, 10 with the training-free ones)")
+    segment.add_argument("--workers", default="auto", metavar="N",
+                         help="worker processes, each with the model loaded once and cores/N torch threads "
+                              "(default: auto, from the cores and free memory; 1 runs in this process)")
+    segment.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                         help="run each input as a task on the Ray cluster at ADDRESS (a new local one when no "
+                              "address is given); OUTDIR must be reachable from every node; needs the "
+                              "'cluster' extra")
     segment.set_defaults(run=run_segment)
     add_model_commands(sub)
     return parser
@@ -101,25 +109,62 @@ def _with_bar(steps: int, job: Callable[..., Outputs]) -> Callable[[str, argpars
     return run
 
 
+def _inference_options(args: argparse.Namespace):
+    from .inference import InferenceOptions
+    return InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
+                            lungs=args.lungs, tta_flip=args.tta, lung_margin_mm=args.lung_margin_mm,
+                            min_component_mm3=args.min_component_mm3)
+
+
+def _worker_count(text: str) -> int:
+    from .workers import default_workers
+    if text == "auto":
+        return default_workers()
+    if not text.isdigit() or int(text) < 1:
+        raise CovidSegError(f"--workers must be a whole number of at least 1 or auto, not '{text}'")
+    return int(text)
+
+
 def run_segment(args: argparse.Namespace) -> int:
     from .intensity import parse_calibration
     from .paths import SEGMENT_OUTPUTS
     parse_calibration(args.intensity)
+    workers = _worker_count(args.workers)
+    if args.ray is not None or workers > 1:
+        return _run_batch(args, None, SEGMENT_OUTPUTS, lambda: _check_model(args),
+                          engine=_parallel_engine(args, workers))
     segmenter = []  # loaded once, and only when some input is still to do
 
     def load() -> None:
         from .bundle import load_bundle
-        from .inference import InferenceOptions, Segmenter
+        from .inference import Segmenter
         from .predict2d import pick_device
-        options = InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
-                                   lungs=args.lungs, tta_flip=args.tta, lung_margin_mm=args.lung_margin_mm,
-                                   min_component_mm3=args.min_component_mm3)
-        segmenter.append(Segmenter(load_bundle(args.model, pick_device(args.device)), options))
+        segmenter.append(Segmenter(load_bundle(args.model, pick_device(args.device)), _inference_options(args)))
 
     def job(path: str, a: argparse.Namespace) -> Outputs:
         from .pipeline import segment_file
         return _with_bar(3, segment_file)(path, a, segmenter[0])
     return _run_batch(args, job, SEGMENT_OUTPUTS, load)
+
+
+def _check_model(args: argparse.Namespace) -> None:
+    """Before starting workers: the model's card and weights check out, the device exists."""
+    from .bundle import find_bundle, read_card, verify_weights
+    from .predict2d import pick_device
+    pick_device(args.device)
+    card_path = find_bundle(args.model)
+    verify_weights(read_card(card_path), card_path)
+
+
+def _parallel_engine(args: argparse.Namespace, workers: int):
+    from .workers import WorkerSpec, threads_per_worker
+    spec = WorkerSpec(model=str(args.model), out_dir=str(args.output), inference=_inference_options(args),
+                      files=_file_options(args), threads=threads_per_worker(workers))
+    if args.ray is not None:
+        from .ray_batch import run_ray
+        return lambda inputs, on_row: run_ray(inputs, spec, None if args.ray == "local" else args.ray, on_row)
+    from .workers import run_parallel
+    return lambda inputs, on_row: run_parallel(inputs, spec, workers, on_row)
 
 
 def run_lungs(args: argparse.Namespace) -> int:
@@ -133,32 +178,52 @@ def run_lungs(args: argparse.Namespace) -> int:
     return _run_batch(args, job, LUNGS_OUTPUTS)
 
 
-def _run_batch(args: argparse.Namespace, job: Callable[[str, argparse.Namespace], Outputs],
-               outputs: Sequence[str], prepare: Optional[Callable[[], None]] = None) -> int:
+def _run_batch(args: argparse.Namespace, job: Optional[Callable[[str, argparse.Namespace], Outputs]],
+               outputs: Sequence[str], prepare: Optional[Callable[[], None]] = None, engine=None) -> int:
     """Inputs and output folder are checked before any work; ``prepare`` (e.g. loading the model)
-    runs only when some input is still to do."""
+    runs only when some input is still to do. ``engine(inputs, on_row)``: several processes or Ray
+    instead of ``job`` here. `segment` ends with the cohort table and page."""
+    from .batch import SKIPPED
+    from .errors import shown
     from .outputs import check_output_dir, is_done, planned_inputs
     from .paths import expand_inputs
-    from .errors import shown
     # a folder: its image files and DICOM series; collisions are refused before any work
     inputs: Sequence[str] = planned_inputs(expand_inputs(args.inputs), args.output, outputs)
     check_output_dir(args.output)
-    to_do = {i for i in inputs if args.overwrite or not is_done(i, args.output)}
+    to_do = [i for i in inputs if args.overwrite or not is_done(i, args.output)]
     if prepare is not None and to_do:
         prepare()
     bar = tqdm(total=len(inputs), desc="inputs", unit="input", file=sys.stderr,
                disable=True if args.quiet or len(inputs) < 2 else None)  # None: no bar unless a terminal
+    rows: List[BatchRow] = []
+    start, slices = time.perf_counter(), [0]
 
     def report(row: BatchRow) -> None:
+        rows.append(row)
+        slices[0] += int(row.details.get("slices", 0) or 0)
         bar.update(1)
+        bar.set_postfix_str(f"{slices[0] / max(time.perf_counter() - start, 1e-6):.1f} slices/s")
         if row.status == FAILED:
             tqdm.write(f"covidseg: error: {shown(row.input)}: {row.error}", file=sys.stderr)
         elif not args.quiet:
             note = ", ".join(shown(p) for p in row.outputs) or "outputs exist, skipped (use --overwrite)"
             tqdm.write(f"{shown(row.input)}: {note}", file=sys.stdout)
 
-    rows = run_batch(inputs, lambda path: job(path, args) if path in to_do else ([], {}), on_row=report)
-    bar.close()
+    try:
+        for path in inputs:
+            if path not in to_do:
+                report(BatchRow(path, SKIPPED, 0.0))
+        if engine is not None:
+            engine(to_do, report)
+        else:
+            run_batch(to_do, lambda path: job(path, args), on_row=report)
+    finally:  # also after Ctrl-C: the cohort table shows what was finished
+        bar.close()
+        if args.command == "segment" and rows:
+            from .cohort import write_cohort
+            order = {path: i for i, path in enumerate(inputs)}
+            write_cohort(sorted(rows, key=lambda r: order.get(r.input, 0)), args.output)
+    rows.sort(key=lambda r: list(inputs).index(r.input))
     if not args.quiet and len(inputs) > 1:
         print(format_summary(rows), file=sys.stdout)
     return EXIT_FAILED if any(r.status == FAILED for r in rows) else EXIT_OK

@@ -109,4 +109,4 @@ def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOp
         write_html(report, outputs.path(".report.html"), f"COVIDSeg report: {stem}", meta, overlay)
         write_labels(result.labels, outputs.path(".labels.nii.gz"))
         written = outputs.commit()
-    return written, summary_columns(report)
+    return written, {**summary_columns(report), "slices": result.slices_run}
