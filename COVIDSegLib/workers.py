@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import signal
 import time
 from collections import deque
@@ -124,8 +125,14 @@ def run_parallel(inputs: Sequence[str], spec: WorkerSpec, workers: int,
                     slot.give(pending.popleft())
             ready = wait([s.conn for s in slots] + [s.process.sentinel for s in slots])
             for slot in list(slots):
-                if slot.conn in ready and slot.conn.poll():
-                    status, path, written, details, error = slot.conn.recv()
+                message = None
+                if slot.conn in ready:
+                    try:
+                        message = slot.conn.recv()
+                    except (EOFError, OSError):  # the pipe closed: the worker died
+                        slot.process.join(5)
+                if message is not None:
+                    status, path, written, details, error = message
                     if status == "broken":
                         raise CovidSegError(error)
                     if status == "ready":
@@ -134,7 +141,8 @@ def run_parallel(inputs: Sequence[str], spec: WorkerSpec, workers: int,
                     record(BatchRow(path, status, round(time.perf_counter() - slot.started, 2),
                                     [Path(p) for p in written], details, error))
                     slot.current = None
-                elif slot.process.sentinel in ready and not slot.process.is_alive():
+                elif not slot.process.is_alive():
+                    _remove_staging(spec.out_dir, slot.process.pid)
                     if slot.current is not None:  # it died on this input: report it, go on
                         record(BatchRow(slot.current, FAILED, round(time.perf_counter() - slot.started, 2),
                                         error=f"the worker process died ({_death(slot.process.exitcode)}) "
@@ -156,6 +164,13 @@ def run_parallel(inputs: Sequence[str], spec: WorkerSpec, workers: int,
         for slot in slots:
             slot.stop(10.0 if finished else 0.0)
     return [rows[i] for i in inputs if i in rows]
+
+
+def _remove_staging(out_dir: str, pid: Optional[int]) -> None:
+    """What a killed worker was writing (its staging folder) goes with it."""
+    from .outputs import STAGING_PREFIX
+    for folder in Path(out_dir).glob(f"{STAGING_PREFIX}{pid}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _death(code: Optional[int]) -> str:

@@ -173,6 +173,10 @@ def test_process_folder_uses_the_library_batch_job(slicer_env, tmp_path):
     assert report.total_severity_score is None and math.isnan(rows[0].total_score)  # partial: no score
     assert "Cannot read 'broken.nii.gz'" in rows[1].message
     assert slicer_env.node_ids() == before  # no MRML
+    cohort = (tmp_path / "out" / "cohort.csv").read_text()  # the CLI's cohort table, same engine
+    assert [line.split(",")[:3] for line in cohort.splitlines()[1:]] == [
+        ["broken", str(paths[1]), "failed"], ["one", str(paths[0]), "done"], ["two", str(paths[2]), "done"]]
+    assert "one.report.html" in (tmp_path / "out" / "index.html").read_text()
     again = processor.process_folder(paths[:1], tmp_path / "out", P.ProcessOptions(), overlay=False)
     assert again[0].status == P.SKIPPED
     token = CancelToken()

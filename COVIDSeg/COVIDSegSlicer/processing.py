@@ -11,13 +11,14 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from COVIDSegLib import batch
 from COVIDSegLib.pipeline import FileOptions, segment_file
 from COVIDSegLib.bundle import default_model, load_bundle
+from COVIDSegLib.cohort import write_cohort
 from COVIDSegLib.errors import Cancelled, CovidSegError, user_message
 from COVIDSegLib.inference import InferenceOptions, Segmenter
 from COVIDSegLib.io import stem_of
@@ -174,19 +175,24 @@ class SceneProcessor:
                        overwrite: bool = False, overlay: bool = True) -> List[SummaryRow]:
         """Files or DICOM folders through the library's per-input job (``pipeline.segment_file``:
         the CLI's outputs, labels written last). Inputs whose outputs exist are skipped unless
-        ``overwrite``. Touches no MRML."""
+        ``overwrite``. Ends, like the CLI, with ``cohort.csv`` and ``index.html`` in ``out_dir``.
+        Touches no MRML."""
         file_options = FileOptions(overwrite=overwrite, overlay=overlay)
+        finished: List[batch.BatchRow] = []
 
         def job(index: int, report: ProgressCallback) -> Tuple[List[Path], Dict[str, object]]:
             return segment_file(str(paths[index]), Path(out_dir), self.segmenter(options), file_options, report, cancel)
-        return _run_batch([stem_of(p) for p in paths], job, progress, cancel)
+        rows = _run_batch([stem_of(p) for p in paths], job, progress, cancel, finished.append)
+        if finished:
+            write_cohort([replace(r, input=str(paths[int(r.input)])) for r in finished], Path(out_dir))
+        return rows
 
 
 Job = Callable[[int, ProgressCallback], Tuple[Sequence, Dict[str, object]]]
 
 
-def _run_batch(names: Sequence[str], job: Job, progress: ProgressCallback,
-               cancel: Optional[CancelToken]) -> List[SummaryRow]:
+def _run_batch(names: Sequence[str], job: Job, progress: ProgressCallback, cancel: Optional[CancelToken],
+               on_row: Optional[Callable[[batch.BatchRow], None]] = None) -> List[SummaryRow]:
     """``job(index, progress)`` for every input through the library's batch engine
     (``COVIDSegLib.batch.run_batch``), with batch progress and one ``SummaryRow`` per input."""
     cancelled, rows = set(), []
@@ -203,13 +209,15 @@ def _run_batch(names: Sequence[str], job: Job, progress: ProgressCallback,
         except Exception as error:  # a bug: this input fails, the batch goes on
             raise _internal_error(error) from error
 
-    def on_row(row: batch.BatchRow) -> None:
+    def record(row: batch.BatchRow) -> None:
+        if on_row is not None:
+            on_row(row)
         index = int(row.input)
         rows.append(summary_row(names[index], row, index in cancelled))
         progress(PROGRESS_STEPS * (index + 1), PROGRESS_STEPS * len(names), f"{names[index]}: {rows[-1].status}")
 
     try:
-        batch.run_batch([str(i) for i in range(len(names))], one, on_row, cancel)
+        batch.run_batch([str(i) for i in range(len(names))], one, record, cancel)
     except Cancelled:  # raised between inputs: the rest never started
         pass
     return rows + not_started(names[len(rows):])
