@@ -51,10 +51,18 @@ def threads_per_worker(workers: int, cores: Optional[int] = None) -> int:
 
 
 def _worker(spec: WorkerSpec, conn) -> None:
-    """A worker process: the parent decides on Ctrl-C (SIGINT ignored), SIGTERM unwinds cleanly."""
+    """A worker process: the parent decides on Ctrl-C (SIGINT ignored), SIGTERM unwinds cleanly
+    (the input in flight discards its staged outputs) and ends the worker without a word."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from .signals import handle_sigterm
     handle_sigterm()
+    try:
+        _serve(spec, conn)
+    except KeyboardInterrupt:  # SIGTERM from the parent
+        pass
+
+
+def _serve(spec: WorkerSpec, conn) -> None:
     import torch
 
     from .bundle import load_bundle

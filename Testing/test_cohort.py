@@ -121,3 +121,27 @@ def test_default_workers_follow_cores_and_memory():
     assert default_workers(cores=2, available=64 * GIB) == 1
     assert default_workers(cores=1, available=1 * GIB) == 1
     assert threads_per_worker(8, cores=16) == 2 and threads_per_worker(3, cores=2) == 1
+
+
+def test_ctrl_c_stops_the_workers_and_keeps_finished_inputs(tmp_path, cohort_inputs):
+    """SIGINT to the command (a terminal's Ctrl-C): exit 130, one line, the inputs finished so
+    far stay whole, the ones in flight leave nothing, and the cohort table lists the finished."""
+    tall = sitk.GetImageFromArray(np.concatenate([chest_phantom().hu] * 3))
+    tall.SetSpacing(SPACING)
+    slow = [tmp_path / f"slow_{i}.nii.gz" for i in range(2)]
+    for path in slow:
+        sitk.WriteImage(tall, str(path))
+    out_dir = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "COVIDSegLib", "segment", "-q", str(cohort_inputs[0]),
+                                *map(str, slow), "-o", str(out_dir), "--workers", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out_dir / "patient_a.labels.nii.gz").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and err == "covidseg: interrupted\n", err
+    names = files_in(out_dir)
+    assert not any(name.startswith(("slow_", ".covidseg-partial")) for name in names), names
+    assert sorted(cohort_table(out_dir)) == ["patient_a"]
