@@ -219,7 +219,8 @@ def _run_batch(args: argparse.Namespace, job: Optional[Callable[[str, argparse.N
             run_batch(to_do, lambda path: job(path, args), on_row=report)
     finally:  # also after Ctrl-C: the cohort table shows what was finished
         bar.close()
-        if args.command == "segment" and rows:
+        # a lone input that failed leaves the output folder as it was (nothing to tabulate)
+        if args.command == "segment" and rows and (len(inputs) > 1 or rows[0].status != FAILED):
             from .cohort import write_cohort
             order = {path: i for i, path in enumerate(inputs)}
             write_cohort(sorted(rows, key=lambda r: order.get(r.input, 0)), args.output)
