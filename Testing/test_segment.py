@@ -197,7 +197,8 @@ def test_cli_batch_summary_table(capsys, tmp_path):
     assert table[0].split()[:3] == ["input", "status", "seconds"] and "grade" in table[0]
     report = json.loads((tmp_path / "out" / "medseg_0000.report.json").read_text(encoding="utf-8"))
     assert table[1].split()[:2] == ["medseg_0000.png", "done"] and report["grade"] in table[1]
-    assert table[0].split()[-1] == "warnings" and table[1].split()[-1] == str(len(report["warnings"]))
+    assert table[0].split()[-2:] == ["warnings", "slices"]
+    assert table[1].split()[-2:] == [str(len(report["warnings"])), str(report["slices_segmented"])]
     assert table[2].split()[:2] == ["broken.png", "failed"]
     assert table[3] == "1 of 2 inputs succeeded, 1 failed"
     rc, out, _ = run(capsys, "segment", SLICE, CT, "-o", tmp_path / "out", "--model", MODEL)
