@@ -136,10 +136,8 @@ def run_segment(args: argparse.Namespace) -> int:
     segmenter = []  # loaded once, and only when some input is still to do
 
     def load() -> None:
-        from .bundle import load_bundle
         from .inference import Segmenter
-        from .predict2d import pick_device
-        segmenter.append(Segmenter(load_bundle(args.model, pick_device(args.device)), _inference_options(args)))
+        segmenter.append(Segmenter.load(args.model, _inference_options(args)))
 
     def job(path: str, a: argparse.Namespace) -> Outputs:
         from .pipeline import segment_file
@@ -209,22 +207,21 @@ def _run_batch(args: argparse.Namespace, job: Optional[Callable[[str, argparse.N
             note = ", ".join(shown(p) for p in row.outputs) or "outputs exist, skipped (use --overwrite)"
             tqdm.write(f"{shown(row.input)}: {note}", file=sys.stdout)
 
+    order = {path: i for i, path in enumerate(inputs)}
     try:
-        for path in inputs:
-            if path not in to_do:
-                report(BatchRow(path, SKIPPED, 0.0))
+        for path in sorted(set(inputs) - set(to_do), key=order.get):
+            report(BatchRow(path, SKIPPED, 0.0))
         if engine is not None:
             engine(to_do, report)
         else:
             run_batch(to_do, lambda path: job(path, args), on_row=report)
     finally:  # also after Ctrl-C: the cohort table shows what was finished
         bar.close()
+        rows.sort(key=lambda r: order[r.input])
         # a lone input that failed leaves the output folder as it was (nothing to tabulate)
         if args.command == "segment" and rows and (len(inputs) > 1 or rows[0].status != FAILED):
             from .cohort import write_cohort
-            order = {path: i for i, path in enumerate(inputs)}
-            write_cohort(sorted(rows, key=lambda r: order.get(r.input, 0)), args.output)
-    rows.sort(key=lambda r: list(inputs).index(r.input))
+            write_cohort(rows, args.output)
     if not args.quiet and len(inputs) > 1:
         print(format_summary(rows), file=sys.stdout)
     return EXIT_FAILED if any(r.status == FAILED for r in rows) else EXIT_OK

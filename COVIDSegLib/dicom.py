@@ -124,23 +124,25 @@ def check_spacing(positions: np.ndarray, folder: Path, unread: int = 0) -> float
                      "resample it to a uniform spacing first.")
 
 
-def read_series(folder: Path, member: Optional[Path] = None) -> Tuple[sitk.Image, dict]:
-    """A reader of the series (3D) and what to keep in ``Volume.meta``; a multi-frame file is read whole."""
+def read_series(folder: Path, member: Optional[Path] = None) -> Tuple[object, sitk.ImageFileReader, dict]:
+    """A reader of the series (3D), the first file's header (read) and what to keep in
+    ``Volume.meta``; a multi-frame file is read whole (its header reader is also the reader)."""
     if member is not None:
         header = read_header(str(member))
         if frames(header) > 1:  # one file is the whole volume: the rest of the folder does not matter
-            return header, {"series_uid": _tag(header, "0020|000e") or "", "n_files": 1, "frames": frames(header)}
+            return header, header, {"series_uid": _tag(header, "0020|000e") or "", "n_files": 1,
+                                    "frames": frames(header)}
     uid, files = find_series(folder, member)
     headers = [read_header(f) for f in files]
     meta = {"series_uid": uid, "n_files": len(files)}
     if any(frames(h) > 1 for h in headers):
         if len(files) > 1:
             raise InputError(f"DICOM series '{shown(folder.name)}' has several multi-frame files: give one of them.")
-        return headers[0], {**meta, "frames": frames(headers[0])}
+        return headers[0], headers[0], {**meta, "frames": frames(headers[0])}
     if len(files) > 1:
         unread = sum(1 for p in folder.iterdir() if p.is_file()) - len(files)
         spacing = check_spacing(slice_positions(headers, folder), folder, max(unread, 0))
         meta["slice_spacing_mm"] = spacing
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
-    return reader, meta
+    return reader, headers[0], meta

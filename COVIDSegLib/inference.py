@@ -75,6 +75,13 @@ class Segmenter:
         margin = options.lung_margin_mm
         self.lung_margin_mm = float(margin if margin is not None else (5.0 if self.lung_model else 10.0))
 
+    @classmethod
+    def load(cls, model: str, options: InferenceOptions = InferenceOptions(),
+             device: Optional[str] = None) -> "Segmenter":
+        """The bundle ``model`` (name or card path) loaded onto ``device`` (default: ``options.device``)."""
+        from .bundle import load_bundle
+        return cls(load_bundle(model, pick_device(device or options.device)), options)
+
     @property
     def lung_method(self) -> str:
         """What found the lungs, for reports."""

@@ -204,10 +204,8 @@ def _to_grey(image: sitk.Image) -> sitk.Image:
 
 def _read_dicom(folder: Path, member: Optional[Path] = None) -> Volume:
     """One DICOM series (slice geometry checked by ``dicom.read_series``) or one multi-frame file."""
-    reader, meta = read_series(folder, member)
-    first = Path(reader.GetFileName() if isinstance(reader, sitk.ImageFileReader) else reader.GetFileNames()[0])
-    header = reader if isinstance(reader, sitk.ImageFileReader) else _read_header(first, "dicom")
-    _check_header(header, first, slices=meta["n_files"])
+    reader, header, meta = read_series(folder, member)
+    _check_header(header, Path(header.GetFileName()), slices=meta["n_files"])
     image = _sitk_call(reader.Execute, folder, "dicom")
     if image.GetDimension() != 3:
         raise InputError(f"DICOM input '{shown(folder.name)}' is not a 3D image ({image.GetDimension()}D).")

@@ -19,17 +19,14 @@ def segment_task(path: str, spec: WorkerSpec) -> tuple:
     """One input on a Ray worker: (status, written paths, summary columns, error, seconds)."""
     import torch
 
-    from .bundle import load_bundle
     from .errors import user_message
     from .inference import Segmenter
     from .pipeline import segment_file
-    from .predict2d import pick_device
     start = time.perf_counter()
     try:
         if spec.model not in _SEGMENTERS:
             torch.set_num_threads(spec.threads)
-            _SEGMENTERS[spec.model] = Segmenter(load_bundle(spec.model, pick_device(spec.inference.device)),
-                                                spec.inference)
+            _SEGMENTERS[spec.model] = Segmenter.load(spec.model, spec.inference)
         written, details = segment_file(path, Path(spec.out_dir), _SEGMENTERS[spec.model], spec.files)
         return (DONE if written else SKIPPED), [str(p) for p in written], details, "", time.perf_counter() - start
     except Exception as error:  # noqa: BLE001 - a project error is this input's result, not a retry

@@ -19,7 +19,6 @@ from .batch import DONE, FAILED, SKIPPED, BatchRow
 from .errors import CovidSegError
 
 MEMORY_PER_WORKER = 3 * 1024**3  # a 512x512x300 volume in a worker (docs/BENCHMARKS.md: under 3 GB)
-CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -65,14 +64,12 @@ def _worker(spec: WorkerSpec, conn) -> None:
 def _serve(spec: WorkerSpec, conn) -> None:
     import torch
 
-    from .bundle import load_bundle
     from .errors import user_message
     from .inference import Segmenter
     from .pipeline import segment_file
-    from .predict2d import pick_device
     torch.set_num_threads(spec.threads)
     try:
-        segmenter = Segmenter(load_bundle(spec.model, pick_device(spec.inference.device)), spec.inference)
+        segmenter = Segmenter.load(spec.model, spec.inference)
     except Exception as error:  # noqa: BLE001 - reported to the parent, which stops the batch
         conn.send(("broken", "", [], {}, user_message(error)))
         return

@@ -17,12 +17,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from COVIDSegLib import batch
 from COVIDSegLib.pipeline import FileOptions, segment_file
-from COVIDSegLib.bundle import default_model, load_bundle
+from COVIDSegLib.bundle import default_model
 from COVIDSegLib.cohort import write_cohort
 from COVIDSegLib.errors import Cancelled, CovidSegError, user_message
 from COVIDSegLib.inference import InferenceOptions, Segmenter
 from COVIDSegLib.io import stem_of
-from COVIDSegLib.predict2d import pick_device
 from COVIDSegLib.progress import CancelToken, ProgressCallback, check, no_progress
 from COVIDSegLib.quantify import Report, quantify, summary_columns
 from COVIDSegLib.validate import check_volume
@@ -63,7 +62,7 @@ SegmenterFactory = Callable[[str, str, InferenceOptions], Any]
 
 
 def default_segmenter_factory(model: str, device: str, options: InferenceOptions) -> Segmenter:
-    return Segmenter(load_bundle(model, pick_device(device)), options)
+    return Segmenter.load(model, options, device)
 
 
 @dataclass
