@@ -49,6 +49,7 @@ class TrainConfig:
     amp: bool = True              # mixed precision, on CUDA only
     multitask: dict = field(default_factory=lambda: {"w_seg": 1.0, "w_cls": 0.5})
     max_steps: int = 0            # stop after this many optimiser steps (smoke tests); 0 = no limit
+    crop: int = 0                 # train on random square crops of this size (pixels); 0 = whole input
 
     def __post_init__(self) -> None:
         check_task(self.task)
@@ -56,6 +57,8 @@ class TrainConfig:
             raise CovidSegError(f"unknown schedule {self.schedule!r}; choose {', '.join(SCHEDULES)}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise CovidSegError("epochs, batch size and learning rate must be positive")
+        if self.crop < 0 or (self.crop and self.crop > int(self.input.get("size", 0))):
+            raise CovidSegError(f"crop {self.crop} must be between 0 and the input size")
 
     @property
     def n_classes(self) -> int:
@@ -190,13 +193,15 @@ class Trainer:
     # ------------------------------------------------------------------ training
     def _train_epoch(self, data: PreparedSet) -> float:
         self.model.train()
-        order = torch.randperm(len(data), generator=self.gen)
+        order = epoch_order(data, self.gen)
         bs, total, seen = self.cfg.batch_size, 0.0, 0
         for start in range(0, len(order), bs):
             check(self.cancel)
             idx = order[start:start + bs]
             x, y = data.batch(idx, torch.rand(len(idx), generator=self.gen) < self.aug.clahe)
             x, y = augment(x.to(self.device), y.to(self.device), self.aug, self.gen)
+            if self.cfg.crop:
+                x, y = random_crops(x, y, self.cfg.crop, self.gen)
             with torch.autocast(self.device.type, enabled=self.amp):
                 loss = self.loss_fn(x, y)
             value = float(loss.detach())  # the step's one device sync: the check and the epoch mean
@@ -261,6 +266,23 @@ class Trainer:
         write_history(self.history, self.out)
         if plot:
             plot_curves(self.history, self.out / "curves.png")
+
+
+def epoch_order(data: PreparedSet, gen: torch.Generator) -> torch.Tensor:
+    """A shuffled epoch: each sample ``meta["repeat"]`` times (1 by default)."""
+    repeats = torch.tensor([max(1, int(s.meta.get("repeat", 1))) for s in data.samples])
+    index = torch.repeat_interleave(torch.arange(len(data)), repeats)
+    return index[torch.randperm(len(index), generator=gen)]
+
+
+def random_crops(x: torch.Tensor, y: torch.Tensor, size: int, gen: torch.Generator):
+    """One random ``size`` x ``size`` window per sample of images (N, C, H, W) and targets (N, H, W)."""
+    h, w = x.shape[-2:]
+    tops = torch.randint(0, h - size + 1, (len(x),), generator=gen).tolist()
+    lefts = torch.randint(0, w - size + 1, (len(x),), generator=gen).tolist()
+    xs = [x[i, :, t:t + size, s:s + size] for i, (t, s) in enumerate(zip(tops, lefts))]
+    ys = [y[i, t:t + size, s:s + size] for i, (t, s) in enumerate(zip(tops, lefts))]
+    return torch.stack(xs).contiguous(), torch.stack(ys).contiguous()
 
 
 def _describe(row: Dict[str, float]) -> str:

@@ -150,3 +150,27 @@ def test_flat_tissue_like_padding_becomes_air():
     mixed = zero_pad.copy()
     mixed[0, 0] = -1000.0  # corners that are not one flat value: left as they are
     np.testing.assert_array_equal(unpad(mixed), mixed)
+
+
+def test_thin_basal_crescent_missed_by_the_mask_is_grown_into():
+    """The mask stops 3 slices above the true base; the aerated crescent below belongs to the lung."""
+    hu, mask, truth = chest_with_abdomen()
+    short = mask & (np.arange(30)[:, None, None] >= 13)
+    labels = lungs_from_mask(short, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX)
+    found = labels == RIGHT_LUNG
+    assert found[10:13][truth["right"][10:13]].mean() > 0.95  # the base slices regained
+    assert not (labels > 0)[:10].any()  # not into the bowel gas or below the lungs
+
+
+def test_growth_stops_at_tissue_airways_and_its_limit():
+    hu, mask, truth = chest_with_abdomen()
+    short = mask & (np.arange(30)[:, None, None] >= 13)
+    airway = np.zeros(hu.shape, bool)
+    airway[10:13] = truth["right"][10:13]  # declared airway: never grown into
+    labels = lungs_from_mask(short, hu, _x_mm(hu.shape), airway, SPACING_ZYX)
+    assert not (labels[10:13] == RIGHT_LUNG).any()
+    from COVIDSegLib.lungs3d import Lungs3DParams
+    none = lungs_from_mask(short, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX,
+                           Lungs3DParams(grow_mm=0.0))
+    assert not (none[10:13] == RIGHT_LUNG).any()  # growth off: the mask as it was
+    assert set(np.unique(labels[hu > -400.0])) <= {0}  # tissue (40 HU) never added

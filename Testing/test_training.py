@@ -3,6 +3,7 @@ k-fold splits and cross-validation. Tiny models and inputs: every test runs in s
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from functools import lru_cache
@@ -363,3 +364,24 @@ def test_cv_summary_is_attached_only_to_its_own_configuration(tmp_path):
     path.write_text("{not json")
     with pytest.raises(CovidSegError, match="Cannot use"):
         read_cv_summary(path, cfg)
+
+
+def test_random_crops_train_and_keep_image_and_target_aligned(tmp_path):
+    x = torch.arange(2 * 16 * 16, dtype=torch.float32).reshape(2, 1, 16, 16)
+    y = x[:, 0].long()
+    cx, cy = trainer_mod.random_crops(x, y, 8, torch.Generator().manual_seed(0))
+    assert cx.shape == (2, 1, 8, 8) and cy.shape == (2, 8, 8)
+    assert torch.equal(cx[:, 0].long(), cy)  # the same window of image and target
+    result = Trainer(config(epochs=1, crop=16), tmp_path).fit(_synthetic(4))
+    assert math.isfinite(result.history[0]["train_loss"])
+    with pytest.raises(CovidSegError, match="crop"):
+        config(crop=10_000)
+
+
+def test_samples_marked_to_repeat_are_seen_that_often():
+    cached = _synthetic(4)  # shared: copied, not modified
+    samples = [dataclasses.replace(s, meta=dict(s.meta)) for s in cached.samples]
+    samples[1].meta["repeat"] = 3
+    data = PreparedSet(cached.images, None, cached.targets, cached.geometries, samples)
+    order = trainer_mod.epoch_order(data, torch.Generator().manual_seed(0))
+    assert sorted(order.tolist()) == [0, 1, 1, 1, 2, 3]
