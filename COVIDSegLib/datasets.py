@@ -21,7 +21,7 @@ import numpy as np
 
 from . import labels
 from .errors import CovidSegError, InputError
-from .intensity import to_medseg8
+from .intensity import resolve_calibration, to_hu, to_medseg8
 from .io import read_volume, write_json
 from .orientation import orient_lps
 
@@ -179,6 +179,23 @@ def load_ct_seg_slices(root: Path, task: str = "lungs") -> List[Sample]:
         meta = {"space": "lung", "group": int(manifest.get(path.stem, {}).get("group", -1))}
         out.append(Sample(path.stem, _read_png(path), (_read_png(mask_path) > 0).astype(np.uint8), str(path), meta))
     return out
+
+
+def lung_free_slices(spec: str, repeat: int = 1) -> List[Sample]:
+    """Negatives: the slices ``VOLUME:FIRST-LAST`` (LPS indices, inferior = 0) of a real HU volume
+    below the lung bases, in the lung space, with empty targets, each ``repeat`` times."""
+    from .lung_space import volume_slices  # the lung space only where negatives are made
+    path, _, zs = spec.rpartition(":")
+    try:
+        first, last = (int(v) for v in zs.split("-"))
+    except ValueError:
+        raise CovidSegError(f"negative slices {spec!r}: expected VOLUME:FIRST-LAST") from None
+    volume = orient_lps(read_volume(path))
+    hu = to_hu(volume, resolve_calibration(volume)).array[first:last + 1]
+    name = Path(path).name.split(".nii")[0]
+    return [Sample(f"neg_{name}_z{first + i:03d}_r{r}", image, np.zeros(image.shape, np.uint8), path,
+                   {"space": "lung", "group": f"neg_{name}", "source": "negative"})
+            for r in range(repeat) for i, image in enumerate(volume_slices(hu, is_hu=True))]
 
 
 def is_ct_seg_slices(root: Path) -> bool:

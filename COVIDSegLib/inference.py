@@ -1,6 +1,7 @@
 """Whole-volume segmentation with a model bundle: lungs 1/2, GGO (or infection) 3, consolidation 4.
 
-Steps: intensities to the bundle's space -> training-free lungs -> the 2D model on every axial
+Steps: lungs (``lungs``) -> intensities to the bundle's space (MedSeg 8-bit, or the lung space of
+the v2 models) -> the 2D model on every axial
 slice that contains lung, in batches, through the bundle's own preparation and its exact
 inverse (``slice_prep``) -> infection kept within the lungs plus a margin, small components
 removed -> labels in the input's
@@ -19,11 +20,13 @@ import torch
 
 from . import morphology as morph
 from .bundle import ModelBundle
-from .intensity import resolve_calibration, to_medseg8
+from .intensity import MEDSEG8, resolve_calibration, to_hu, to_medseg8
+from .lung_space import slices_to_lung_space
 from .lung_model import load_lung_model
 from .lungs import segment_lungs
 from .models.fold import fold_batchnorm
 from .orientation import from_lps, lps_spacing_zyx, to_lps
+from .preprocess import LetterboxInfo, unletterbox
 from .predict2d import batch_probabilities, join_batches, pick_device
 from .progress import CancelToken, ProgressCallback, check, no_progress
 from .slice_prep import InputSpec, prepare, restore
@@ -67,6 +70,7 @@ class Segmenter:
         # BatchNorm folded into the convolutions, channels-last: ~35 % faster on CPU (docs/BENCHMARKS.md)
         self.model = fold_batchnorm(bundle.model).to(self.device, memory_format=torch.channels_last)
         self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
+        self.lung_space = bundle.card["preprocessing"].get("intensity_space") == "lung"  # v2 models
         self.class_values = np.zeros(max(bundle.class_labels) + 1, np.uint8)
         for index, value in bundle.class_labels.items():
             self.class_values[index] = value
@@ -120,7 +124,8 @@ class Segmenter:
         check(cancel)
         # LPS views of the stored voxels: slices are converted chunk by chunk (bounded memory)
         stored, lung_lps = to_lps(volume.array, volume), to_lps(lungs.array, volume)
-        to_model_space = partial(_medseg8_slices, space=volume.space, calibration=calibration)
+        to_space = _lung_space_slices if self.lung_space else _medseg8_slices
+        to_model_space = partial(to_space, space=volume.space, calibration=calibration)
         # probability maps in the input's geometry, filled through their LPS views
         probs = ({int(v): np.zeros(volume.shape, np.uint8) for v in self.class_values[1:]}
                  if opts.keep_probabilities else None)
@@ -133,7 +138,7 @@ class Segmenter:
         progress(run + 2, run + 2, "done")
         return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs, calibration)
 
-    def _infection(self, stored: np.ndarray, to_model_space: Callable[[np.ndarray], np.ndarray],
+    def _infection(self, stored: np.ndarray, to_model_space: Callable[[np.ndarray], Tuple[np.ndarray, Optional[LetterboxInfo]]],
                    lungs: np.ndarray, margin_px: int, probs: Optional[Dict[int, np.ndarray]],
                    progress: ProgressCallback, cancel: Optional[CancelToken]) -> Tuple[np.ndarray, int]:
         """Per-voxel label values (0, 3, 4) of the model on slices with lung, chunk by chunk;
@@ -145,20 +150,21 @@ class Segmenter:
         chunk = max(self.batch_size, 32)
         for done, zs in _chunks(todo, chunk):
             check(cancel)
-            prepared = [prepare(image, self.spec) for image in to_model_space(stored[zs])]
+            images, outer = to_model_space(stored[zs])
+            prepared = [prepare(image, self.spec) for image in images]
             x = torch.from_numpy(np.stack([p for p, _ in prepared])[:, None])
             probabilities, head = self._forward_safely(x)
             for i, (z, (_, geom)) in enumerate(zip(zs, prepared)):
                 if head is not None and head[i] < self.options.empty_threshold:
                     continue
                 if probs is not None:
-                    full = restore(probabilities[i], geom)
+                    full = _restore(probabilities[i], geom, outer)
                     out[z] = self.class_values[full.argmax(axis=0)]
                     for index, value in enumerate(self.class_values[1:], start=1):
                         probs[int(value)][z] = np.rint(full[index] * 255.0).astype(np.uint8)
                 else:
                     _, rows, cols = morph.bounding_box(lungs[z][None], margin_px)
-                    out[z][rows, cols] = self.class_values[restore(probabilities[i], geom, (rows, cols)).argmax(axis=0)]
+                    out[z][rows, cols] = self.class_values[_restore(probabilities[i], geom, outer, (rows, cols)).argmax(axis=0)]
             progress(1 + done + len(zs), len(todo) + 2, f"slice {done + len(zs)}/{len(todo)}")
         return out, len(todo)
 
@@ -188,9 +194,24 @@ def compose(lungs: np.ndarray, infection: np.ndarray) -> np.ndarray:
     return labels
 
 
-def _medseg8_slices(stored: np.ndarray, space: str, calibration: str) -> np.ndarray:
+def _medseg8_slices(stored: np.ndarray, space: str, calibration: str) -> Tuple[np.ndarray, None]:
     """Some stored slices in the models' 8-bit space (``calibration`` resolved for the volume)."""
-    return to_medseg8(Volume(np.asarray(stored), space=space), calibration).array
+    return to_medseg8(Volume(np.asarray(stored), space=space), calibration).array, None
+
+
+def _lung_space_slices(stored: np.ndarray, space: str, calibration: str) -> Tuple[np.ndarray, LetterboxInfo]:
+    """Some stored slices in the lung space (256 px, ``lung_space``) and their letterbox."""
+    if calibration == MEDSEG8:  # 8-bit slices enter the lung space as they are, as in training
+        return slices_to_lung_space(np.asarray(stored), is_hu=False)
+    return slices_to_lung_space(to_hu(Volume(np.asarray(stored), space=space), calibration).array, is_hu=True)
+
+
+def _restore(prob: np.ndarray, geometry, outer: Optional[LetterboxInfo],
+             window: Optional[Tuple[slice, slice]] = None) -> np.ndarray:
+    """Class probabilities on the slice (or ``window``); ``outer``: the lung space's letterbox."""
+    if outer is None:
+        return restore(prob, geometry, window)
+    return unletterbox(restore(prob, geometry), outer, order=1, window=window)
 
 
 def _chunks(indices: np.ndarray, size: int) -> Iterator[Tuple[int, List[int]]]:

@@ -103,7 +103,8 @@ def build_loss(config: Optional[dict] = None) -> LossFn:
     Keys (defaults): ``name`` ("ce_dice"; or "dice", "focal"), ``tv_weight`` (0.0: adds
     ``tv_weight * tv_loss(foreground probabilities)`` when > 0, 2D logits only),
     ``include_background`` (False; Dice terms), ``batch`` (True; Dice pooled over the batch),
-    ``lambda_dice``/``lambda_ce`` (1.0, "ce_dice"), ``gamma`` (2.0, "focal"),
+    ``lambda_dice``/``lambda_ce`` (1.0, "ce_dice"; ``lambda_dice`` also "partial": targets with
+    ``partial_loss.UNION`` pixels), ``gamma`` (2.0, "focal"),
     ``smooth_nr``/``smooth_dr`` (1e-5, Dice terms). Unknown names or keys raise CovidSegError.
     """
     cfg = dict(config or {})
@@ -125,13 +126,19 @@ def build_loss(config: Optional[dict] = None) -> LossFn:
 
         def base(lg, tg):
             return ce_dice_loss(lg, tg, inc_bg, batch, ld, lc, **smooth)
+    elif name == "partial":  # the union of datasets with partial labels (partial_loss)
+        from .partial_loss import partial_label_loss
+        ld = float(cfg.pop("lambda_dice", 1.0))
+
+        def base(lg, tg):
+            return partial_label_loss(lg, tg, ld)
     elif name == "focal":
         gamma = float(cfg.pop("gamma", 2.0))
 
         def base(lg, tg):
             return focal_loss(lg, tg, gamma=gamma)
     else:
-        raise CovidSegError(f"unknown loss name {name!r}; choose dice, ce_dice or focal")
+        raise CovidSegError(f"unknown loss name {name!r}; choose dice, ce_dice, focal or partial")
 
     if tv_weight == 0.0:
         return base

@@ -1,6 +1,7 @@
 """Run a 2D model on prepared slices and score full-size predictions against their masks."""
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -10,6 +11,7 @@ from torch import nn
 from .datasets import TASK_CLASS_NAMES
 from .errors import CovidSegError
 from .metrics import binary_metrics, threshold_averaged_dice
+from .partial_loss import UNION
 from .slice_prep import SliceGeometry, restore
 
 
@@ -70,13 +72,14 @@ def score_slice(prob: np.ndarray, truth: np.ndarray, task: str) -> Dict[str, flo
     """Metrics of one full-size probability map (C, y, x) against a class-index mask.
 
     Keys: ``<metric>`` for infection (any class > 0), ``<class>_<metric>`` per class in a
-    multi-class task, and ``tad`` (Inf-Net's threshold-averaged Dice of the infection map).
+    multi-class task (nan where the truth has ``partial_loss.UNION`` pixels), and ``tad`` (Inf-Net's threshold-averaged Dice of the infection map).
     """
     pred = prob.argmax(axis=0)
     row = binary_metrics(pred > 0, truth > 0)
     row["tad"] = threshold_averaged_dice(1.0 - prob[0], truth > 0)
     if len(TASK_CLASS_NAMES[task]) > 1:
+        split_known = not (truth == UNION).any()  # infection-only labels say nothing of the classes
         for index, name in TASK_CLASS_NAMES[task].items():
             for k, v in binary_metrics(pred == index, truth == index).items():
-                row[f"{name}_{k}"] = v
+                row[f"{name}_{k}"] = v if split_known else math.nan
     return row

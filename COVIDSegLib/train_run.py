@@ -53,11 +53,11 @@ def compute_description(seconds: float, device: torch.device) -> dict:
     return {"device": name, "torch_threads": torch.get_num_threads(), "seconds": round(seconds, 1)}
 
 
-def preprocessing_card(cfg: TrainConfig) -> dict:
-    """How inputs reach the network, for the card (lung models: ``lung_space``)."""
+def preprocessing_card(cfg: TrainConfig, space: str = "") -> dict:
+    """How inputs reach the network, for the card (lung models and ``space`` "lung": ``lung_space``)."""
     common = {"input": InputSpec.from_dict(cfg.input).to_dict(),
               "slices": "2D axial, radiological display (anterior up, patient's right on the image left)"}
-    if cfg.task == "lungs":
+    if cfg.task == "lungs" or space == "lung":
         return {"intensity_space": "lung", "hu_clip": list(HU_RANGE),
                 "mapping": "per slice: letterbox to 256 px, min-max over the slice, OpenCV CLAHE "
                            "(clip 7, 8x8 tiles), then letterboxed to input.size (COVIDSegLib.lung_space)",
@@ -70,12 +70,12 @@ def preprocessing_card(cfg: TrainConfig) -> dict:
 
 
 def make_card(cfg: TrainConfig, data: Path, n_slices: int, dropped: list, history: list,
-              cv: Optional[dict], compute: dict) -> dict:
+              cv: Optional[dict], compute: dict, space: str = "") -> dict:
     names = TASK_CLASS_NAMES[cfg.task]
     return {
         "task": cfg.task,
         "architecture": {"name": cfg.model["name"], "config": cfg.model_config()},
-        "preprocessing": preprocessing_card(cfg),
+        "preprocessing": preprocessing_card(cfg, space),
         "labels": {str(k): {"value": v, "name": names[k], "label_name": labels.NAMES[v]}
                    for k, v in TASK_LABELS[cfg.task].items()},
         "training": {"data": str(Path(data).name), "n_slices": n_slices,

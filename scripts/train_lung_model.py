@@ -24,12 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from COVIDSegLib.bundle import save_bundle  # noqa: E402
 from COVIDSegLib.crossval import cross_validate  # noqa: E402
-from COVIDSegLib.datasets import Sample, filter_quality, load_ct_seg_slices, write_quality_log  # noqa: E402
-from COVIDSegLib.intensity import resolve_calibration, to_hu  # noqa: E402
-from COVIDSegLib.io import read_volume, write_json  # noqa: E402
+from COVIDSegLib.datasets import filter_quality, load_ct_seg_slices, lung_free_slices, write_quality_log  # noqa: E402
+from COVIDSegLib.io import write_json  # noqa: E402
 from COVIDSegLib.metrics import summarise  # noqa: E402
-from COVIDSegLib.lung_space import volume_slices  # noqa: E402
-from COVIDSegLib.orientation import orient_lps  # noqa: E402
 from COVIDSegLib.slice_prep import InputSpec  # noqa: E402
 from COVIDSegLib.train_run import compute_description, make_card  # noqa: E402
 from COVIDSegLib.trainer import Trainer, TrainConfig  # noqa: E402
@@ -47,18 +44,6 @@ CONFIG = {
     "epochs": 12, "batch_size": 8, "lr": 2e-3, "schedule": "cosine", "min_lr": 2e-5,
     "patience": 0, "seed": 0, "device": "auto",
 }
-
-
-def negatives(spec: str, repeat: int) -> list:
-    path, _, zs = spec.rpartition(":")
-    first, last = (int(v) for v in zs.split("-"))
-    volume = orient_lps(read_volume(path))
-    hu = to_hu(volume, resolve_calibration(volume)).array[first:last + 1]
-    images = volume_slices(hu, is_hu=True)
-    name = Path(path).name.split(".nii")[0]
-    return [Sample(f"neg_{name}_z{first + i:03d}_r{r}", img, np.zeros(img.shape, np.uint8), path,
-                   {"space": "lung", "group": f"neg_{name}"})
-            for r in range(repeat) for i, img in enumerate(images)]
 
 
 SMALL_LUNG = 0.06  # lung area below this share of the slice: bases and apices (46 of 1200 slices)
@@ -125,7 +110,7 @@ def main() -> int:
     cfg = TrainConfig.from_dict({**CONFIG, "epochs": args.epochs})
     samples = load_ct_seg_slices(args.data, "lungs")
     for spec in args.negative:
-        samples += negatives(spec, args.repeat_negatives)
+        samples += lung_free_slices(spec, args.repeat_negatives)
     kept, dropped = filter_quality(samples, 2)
     print(f"small-lung slices seen {args.repeat_small}x per epoch: {oversample_small_lungs(kept, args.repeat_small)}")
     args.out.mkdir(parents=True, exist_ok=True)
