@@ -13,10 +13,11 @@ left). Steps:
 4. Sides from patient coordinates: each component takes the side of its centroid relative to
    the body's midline; one spanning both sides (lungs touching at the anterior junction) is
    split by in-plane erosion and nearest-part assignment.
-5. Each lung grows into the aerated voxels connected to it (up to ``grow_mm``; not into the
-   airways, walled gas or the other lung): the thin crescents of the bases behind the
-   diaphragm's domes, which a 2D model sees poorly, belong to the lung above them.
-6. Holes filled per slice (vessels, consolidation enclosed by lung).
+5. Holes filled per slice (vessels, consolidation enclosed by lung).
+
+Before step 1 the mask grows into the aerated voxels connected to it (not into airways or
+pure gas): the thin crescents of the bases behind the diaphragm's domes, which
+a 2D model sees poorly, belong to the lung beside them (``grow_into_aerated``).
 
 Nothing is clipped at the image edge, and no convex hull is used.
 """
@@ -45,8 +46,8 @@ class Lungs3DParams:
     big_share: float = 0.3        # components this big (share of the largest) are never "gas"
     max_drop_mm: float = 40.0     # a component whose top is further below the lungs' top is abdominal
     body_hu: float = -500.0       # tissue for the body midline
-    grow_hu: float = -400.0       # lungs grow into connected voxels below this (thin basal crescents) ...
-    grow_mm: float = 12.0         # ... up to this far (in steps of the slice spacing); 0 = no growth
+    grow_hu: float = -400.0       # the mask grows into the connected voxels from gas_hu to this
+    grow: bool = True
     fill_holes: bool = True
 
 
@@ -61,7 +62,7 @@ def component_table(labels: np.ndarray, n: int, hu: np.ndarray, params: Lungs3DP
             "gas": gas / np.maximum(count, 1)}
 
 
-def gas_pockets(mask: np.ndarray, hu: np.ndarray, params: "Lungs3DParams", with_wall: bool = True) -> np.ndarray:
+def gas_pockets(mask: np.ndarray, hu: np.ndarray, params: "Lungs3DParams") -> np.ndarray:
     """Pockets of pure gas walled by soft tissue (bowel, stomach, trachea) that touch ``mask``,
     with their wall: removed before the lungs' components are taken, so that a mask bridging
     lung and bowel falls apart. Emphysema and bullae are walled by lung, not tissue, and stay."""
@@ -78,7 +79,7 @@ def gas_pockets(mask: np.ndarray, hu: np.ndarray, params: "Lungs3DParams", with_
     walled = (tissue >= params.pocket_wall_share * np.maximum(around, 1)) & touching
     walled[0] = False
     out = np.zeros(mask.shape, bool)
-    out[box] = walled[grown] if with_wall else walled[labels]
+    out[box] = walled[grown]
     return out
 
 
@@ -157,26 +158,22 @@ def split_by_erosion(mask: np.ndarray, spacing_zyx: Tuple[float, float, float]):
     return (mask,)
 
 
-def grow_into_aerated(sides: np.ndarray, hu: np.ndarray, airways: np.ndarray,
-                      spacing_zyx: Tuple[float, float, float], params: Lungs3DParams) -> np.ndarray:
-    """Step 5: each side dilated (face connectivity) within the voxels below ``grow_hu`` that are
-    not airway, walled gas or the other side, ``grow_mm`` / slice spacing times."""
-    steps = int(round(params.grow_mm / spacing_zyx[0])) if params.grow_mm > 0 else 0
-    if steps == 0 or not sides.any():
-        return sides
-    _, ys, xs = morph.bounding_box(sides > 0, steps + 3)
-    box = (slice(None), ys, xs)  # all slices: gas pockets are judged whole
-    sub, h = sides[box], hu[box]
-    free = (h < params.grow_hu) & ~airways[box]
-    pockets = gas_pockets(free & (sub == 0), h, params, with_wall=False)  # their walls are tissue anyway
-    free &= ~morph.dilate_inplane(pockets, 1)  # nor through a partial-volume rim
-    out = sides.copy()
-    for side in (LEFT_LUNG, RIGHT_LUNG):
-        seed = sub == side
-        if seed.any():
-            allowed = (free & (sub == 0)) | seed
-            grown = ndimage.binary_dilation(seed, iterations=steps, mask=allowed)
-            out[box][grown & (out[box] == 0)] = side
+def grow_into_aerated(mask: np.ndarray, hu: np.ndarray, airways: np.ndarray, params: Lungs3DParams) -> np.ndarray:
+    """``mask`` plus the aerated voxels (``gas_hu`` to ``grow_hu``; not airway, not pure gas nor its
+    partial-volume rim) connected to it through such voxels (face connectivity): lung the
+    model saw poorly (thin basal crescents) joins the lung beside it. Tissue walls it in: bowel,
+    stomach and outside air are pure gas behind the diaphragm, the bowel wall or the skin."""
+    if not params.grow or not mask.any():
+        return mask
+    _, ys, xs = morph.bounding_box(mask, 2)
+    box = (slice(None), ys, xs)  # every slice: the bases may lie below the mask's lowest slice
+    m, h = mask[box], hu[box]
+    free = (h >= params.gas_hu) & (h < params.grow_hu) & ~airways[box]
+    free &= ~morph.dilate_inplane(h < params.gas_hu, 1)
+    labels, _ = ndimage.label(free | m)
+    touching = np.unique(labels[m])
+    out = mask.copy()
+    out[box] |= np.isin(labels, touching[touching > 0])
     return out
 
 
@@ -187,11 +184,11 @@ def lungs_from_mask(mask: np.ndarray, hu: np.ndarray, x_mm: np.ndarray, airways:
     if not mask.any():
         return np.zeros(mask.shape, np.uint8)
     mask = mask & ~airways & ~gas_pockets(mask, hu, params)
-    lung = keep_lung_components(mask & ~airless_pieces(mask, hu, params), hu, spacing_zyx, params)
+    mask = grow_into_aerated(mask & ~airless_pieces(mask, hu, params), hu, airways, params)
+    lung = keep_lung_components(mask, hu, spacing_zyx, params)
     if not lung.any():
         return np.zeros(mask.shape, np.uint8)
     sides = assign_sides(lung, x_mm, body_midline_x(hu, x_mm, lung, params.body_hu), spacing_zyx)
-    sides = grow_into_aerated(sides, hu, airways, spacing_zyx, params)
     if not params.fill_holes:
         return sides
     out = np.zeros(mask.shape, np.uint8)

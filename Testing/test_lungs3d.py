@@ -162,7 +162,7 @@ def test_thin_basal_crescent_missed_by_the_mask_is_grown_into():
     assert not (labels > 0)[:10].any()  # not into the bowel gas or below the lungs
 
 
-def test_growth_stops_at_tissue_airways_and_its_limit():
+def test_growth_stops_at_tissue_and_airways_and_can_be_off():
     hu, mask, truth = chest_with_abdomen()
     short = mask & (np.arange(30)[:, None, None] >= 13)
     airway = np.zeros(hu.shape, bool)
@@ -171,6 +171,6 @@ def test_growth_stops_at_tissue_airways_and_its_limit():
     assert not (labels[10:13] == RIGHT_LUNG).any()
     from COVIDSegLib.lungs3d import Lungs3DParams
     none = lungs_from_mask(short, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX,
-                           Lungs3DParams(grow_mm=0.0))
+                           Lungs3DParams(grow=False))
     assert not (none[10:13] == RIGHT_LUNG).any()  # growth off: the mask as it was
     assert set(np.unique(labels[hu > -400.0])) <= {0}  # tissue (40 HU) never added
