@@ -7,6 +7,8 @@ empty masks, repeated so that the network sees them. Resumable: re-run the same 
     python scripts/train_lung_model.py --data ../shared/data/covid19-ct-seg-slices \
         --negative ../shared/data/hu-volumes/totalseg_example_ct_sm.nii.gz:0-15 \
         --negative ../shared/data/hu-volumes/totalseg_dicom_series:0-9 -o runs/lungs
+
+The 0.6.0 experiment (measured, not shipped: docs/LUNGS.md) added ``--size 192 --crop 160 --repeat-small 3``.
 """
 from __future__ import annotations
 
@@ -35,8 +37,7 @@ from COVIDSegLib.training_data import prepare_set  # noqa: E402
 CONFIG = {
     "task": "lungs",
     "model": {"name": "unet", "base": 8},
-    # 192 px input (thin basal crescents survive), trained on random 160 px windows (speed)
-    "input": {"size": 192, "crop_body": False, "clahe": False}, "crop": 160,
+    "input": {"size": 128, "crop_body": False, "clahe": False},
     # wide zoom and shift: other fields of view, lungs cut by the image edge
     "augment": {"flip": 0.5, "rotate_deg": 15.0, "scale": [0.7, 1.45], "translate": 0.12,
                 "elastic": 0.3, "elastic_alpha": 0.03, "elastic_grid": 6, "window_hu": 60.0,
@@ -97,7 +98,9 @@ def main() -> int:
     ap.add_argument("--name", default="covidseg_lungs")
     ap.add_argument("--epochs", type=int, default=CONFIG["epochs"])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat-small", type=int, default=3, help="epoch repeats of small-lung slices")
+    ap.add_argument("--repeat-small", type=int, default=1, help="epoch repeats of small-lung slices")
+    ap.add_argument("--size", type=int, default=CONFIG["input"]["size"], help="network input (px)")
+    ap.add_argument("--crop", type=int, default=0, help="train on random windows of this size (px)")
     ap.add_argument("--no-final", action="store_true", help="cross-validation only")
     ap.add_argument("--card-only", type=Path, help="rewrite this bundle card's CV metrics from OUT/cv and stop")
     args = ap.parse_args()
@@ -107,12 +110,14 @@ def main() -> int:
         print(json.dumps(card["metrics"]["cv"]["dice"]), card["metrics"]["cv_per_fold_dice"])
         return 0
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig.from_dict({**CONFIG, "epochs": args.epochs})
+    cfg = TrainConfig.from_dict({**CONFIG, "epochs": args.epochs, "crop": args.crop,
+                                 "input": {**CONFIG["input"], "size": args.size}})
     samples = load_ct_seg_slices(args.data, "lungs")
     for spec in args.negative:
         samples += lung_free_slices(spec, args.repeat_negatives)
     kept, dropped = filter_quality(samples, 2)
-    print(f"small-lung slices seen {args.repeat_small}x per epoch: {oversample_small_lungs(kept, args.repeat_small)}")
+    if args.repeat_small > 1:
+        print(f"small-lung slices seen {args.repeat_small}x per epoch: {oversample_small_lungs(kept, args.repeat_small)}")
     args.out.mkdir(parents=True, exist_ok=True)
     write_quality_log(dropped, len(kept), args.out / "quality.json")
     print(f"{len(kept)} slices ({len(dropped)} dropped), groups: {len({s.meta['group'] for s in kept})}", flush=True)
