@@ -13,7 +13,7 @@ import torch
 
 from . import labels
 from .crossval import cross_validate
-from .datasets import TASK_CLASS_NAMES, TASK_LABELS, Sample, load_filtered, write_quality_log
+from .datasets import TASK_CLASS_NAMES, TASK_LABELS, Sample, filter_quality, load_filtered, write_quality_log
 from .bundle import save_bundle
 from .errors import CovidSegError
 from .intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU
@@ -38,6 +38,22 @@ def load_clean(data: Path, task: str, out_dir: Path) -> Tuple[List[Sample], list
     kept, dropped = load_filtered(data, task)
     write_quality_log(dropped, len(kept), Path(out_dir) / "quality.json")
     return kept, dropped
+
+
+def keep_clean(samples: Sequence[Sample], n_classes: int, out_dir: Path) -> Tuple[List[Sample], list]:
+    """Quality-filtered samples of a training script, the drops logged in ``out_dir/quality.json``
+    and a summary line printed."""
+    kept, dropped = filter_quality(samples, n_classes)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    write_quality_log(dropped, len(kept), Path(out_dir) / "quality.json")
+    print(f"{len(kept)} slices ({len(dropped)} dropped), groups: {len({s.meta.get('group') for s in kept})}", flush=True)
+    return kept, dropped
+
+
+def stamped_progress() -> ProgressCallback:
+    """Progress lines prefixed by the seconds since this call (training scripts' logs)."""
+    start = time.time()
+    return lambda done, total, msg: print(f"[{time.time() - start:7.0f}s] {msg}", flush=True)
 
 
 def split_validation(samples: Sequence[Sample], fraction: float, seed: int) -> Tuple[list, list]:

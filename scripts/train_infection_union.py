@@ -24,11 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from COVIDSegLib.bundle import save_bundle  # noqa: E402
 from COVIDSegLib.crossval import cross_validate  # noqa: E402
-from COVIDSegLib.datasets import filter_quality, write_quality_log  # noqa: E402
 from COVIDSegLib.io import write_json  # noqa: E402
 from COVIDSegLib.metrics import summarise  # noqa: E402
 from COVIDSegLib.slice_prep import InputSpec  # noqa: E402
-from COVIDSegLib.train_run import compute_description, make_card  # noqa: E402
+from COVIDSegLib.train_run import compute_description, keep_clean, make_card, stamped_progress  # noqa: E402
 from COVIDSegLib.trainer import Trainer, TrainConfig  # noqa: E402
 from COVIDSegLib.training_data import prepare_set  # noqa: E402
 from COVIDSegLib.union_data import N_CLASSES, rows_of, union_samples  # noqa: E402
@@ -83,12 +82,9 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     cfg = config(args)
     samples = union_samples(args.medseg, args.ct_seg, args.negative, args.repeat_negatives)
-    kept, dropped = filter_quality(samples, N_CLASSES + 1)  # + the UNION target value
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_quality_log(dropped, len(kept), args.out / "quality.json")
-    print(f"{len(kept)} slices ({len(dropped)} dropped), groups: {len({s.meta['group'] for s in kept})}", flush=True)
+    kept, dropped = keep_clean(samples, N_CLASSES + 1, args.out)  # + the UNION target value
     start = time.time()
-    report = lambda done, total, msg: print(f"[{time.time() - start:7.0f}s] {msg}", flush=True)  # noqa: E731
+    report = stamped_progress()
     cv = cross_validate(cfg, kept, args.out / "cv", args.cv, report) if args.cv else None
     if cv:
         by_source = cv_by_source(args.out / "cv")

@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from COVIDSegLib.bundle import save_bundle  # noqa: E402
 from COVIDSegLib.crossval import cross_validate  # noqa: E402
-from COVIDSegLib.datasets import filter_quality, load_ct_seg_slices, lung_free_slices, write_quality_log  # noqa: E402
+from COVIDSegLib.datasets import load_ct_seg_slices, lung_free_slices  # noqa: E402
 from COVIDSegLib.io import write_json  # noqa: E402
 from COVIDSegLib.metrics import summarise  # noqa: E402
 from COVIDSegLib.slice_prep import InputSpec  # noqa: E402
-from COVIDSegLib.train_run import compute_description, make_card  # noqa: E402
+from COVIDSegLib.train_run import compute_description, keep_clean, make_card, stamped_progress  # noqa: E402
 from COVIDSegLib.trainer import Trainer, TrainConfig  # noqa: E402
 from COVIDSegLib.training_data import prepare_set  # noqa: E402
 
@@ -115,14 +115,11 @@ def main() -> int:
     samples = load_ct_seg_slices(args.data, "lungs")
     for spec in args.negative:
         samples += lung_free_slices(spec, args.repeat_negatives)
-    kept, dropped = filter_quality(samples, 2)
+    kept, dropped = keep_clean(samples, 2, args.out)
     if args.repeat_small > 1:
         print(f"small-lung slices seen {args.repeat_small}x per epoch: {oversample_small_lungs(kept, args.repeat_small)}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_quality_log(dropped, len(kept), args.out / "quality.json")
-    print(f"{len(kept)} slices ({len(dropped)} dropped), groups: {len({s.meta['group'] for s in kept})}", flush=True)
     start = time.time()
-    report = lambda done, total, msg: print(f"[{time.time() - start:7.0f}s] {msg}", flush=True)  # noqa: E731
+    report = stamped_progress()
     cv = cross_validate(cfg, kept, args.out / "cv", args.cv, report) if args.cv else None
     if cv:
         print(json.dumps({k: v for k, v in cv["metrics"].items() if "dice" in k}), flush=True)
