@@ -72,14 +72,16 @@ def score_slice(prob: np.ndarray, truth: np.ndarray, task: str) -> Dict[str, flo
     """Metrics of one full-size probability map (C, y, x) against a class-index mask.
 
     Keys: ``<metric>`` for infection (any class > 0), ``<class>_<metric>`` per class in a
-    multi-class task (nan where the truth has ``partial_loss.UNION`` pixels), and ``tad`` (Inf-Net's threshold-averaged Dice of the infection map).
+    multi-class task (nan, not computed, where the truth has ``partial_loss.UNION`` pixels), and
+    ``tad`` (Inf-Net's threshold-averaged Dice of the infection map).
     """
     pred = prob.argmax(axis=0)
-    row = binary_metrics(pred > 0, truth > 0)
+    infection = binary_metrics(pred > 0, truth > 0)
+    row = dict(infection)
     row["tad"] = threshold_averaged_dice(1.0 - prob[0], truth > 0)
     if len(TASK_CLASS_NAMES[task]) > 1:
         split_known = not (truth == UNION).any()  # infection-only labels say nothing of the classes
         for index, name in TASK_CLASS_NAMES[task].items():
-            for k, v in binary_metrics(pred == index, truth == index).items():
-                row[f"{name}_{k}"] = v if split_known else math.nan
+            scores = binary_metrics(pred == index, truth == index) if split_known else dict.fromkeys(infection, math.nan)
+            row.update({f"{name}_{k}": v for k, v in scores.items()})
     return row

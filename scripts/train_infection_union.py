@@ -86,8 +86,8 @@ def main() -> int:
     start = time.time()
     report = stamped_progress()
     cv = cross_validate(cfg, kept, args.out / "cv", args.cv, report) if args.cv else None
+    by_source = cv_by_source(args.out / "cv") if cv else None
     if cv:
-        by_source = cv_by_source(args.out / "cv")
         print(json.dumps({s: {k: round(v["mean"], 4) for k, v in m.items() if k.endswith("dice") or k == "tad"}
                           for s, m in by_source.items()}), flush=True)
     if args.no_final:
@@ -99,7 +99,7 @@ def main() -> int:
     card["training"]["data"] = "union: medseg100 (GGO/consolidation), covid19-ct-seg-slices (infection), lung-free HU slices"
     card["training"]["negatives"] = args.negative
     if cv:
-        card["metrics"]["cv_by_source"] = cv_by_source(args.out / "cv")
+        card["metrics"]["cv_by_source"] = by_source
     print("bundle:", save_bundle(result.model, card, args.out / "bundle", args.name), flush=True)
     return 0
 
