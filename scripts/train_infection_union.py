@@ -45,6 +45,21 @@ def config(args) -> TrainConfig:
         "max_steps": args.max_steps})
 
 
+def thin_and_weight(samples: list, ct_seg_every: int, repeat_medseg: int) -> list:
+    """Every Nth covid19-ct-seg slice (neighbours are near copies), MedSeg seen K times per epoch."""
+    kept, seen = [], {}
+    for s in samples:
+        source = s.meta["source"]
+        if source == "ctseg":
+            seen[s.meta["group"]] = n = seen.get(s.meta["group"], -1) + 1
+            if n % ct_seg_every:
+                continue
+        if source == "medseg" and repeat_medseg > 1:
+            s.meta["repeat"] = repeat_medseg
+        kept.append(s)
+    return kept
+
+
 def cv_by_source(cv_dir: Path) -> dict:
     """CV figures per source (MedSeg: infection, GGO, consolidation; covid19-ct-seg: infection)."""
     with open(cv_dir / "cv_slices.csv", newline="", encoding="utf-8") as f:
@@ -64,6 +79,8 @@ def main() -> int:
     ap.add_argument("--ct-seg", type=Path, required=True)
     ap.add_argument("--negative", action="append", default=[], help="VOLUME:FIRST-LAST lung-free slices")
     ap.add_argument("--repeat-negatives", type=int, default=2)
+    ap.add_argument("--ct-seg-every", type=int, default=1, help="keep every Nth covid19-ct-seg slice of a patient")
+    ap.add_argument("--repeat-medseg", type=int, default=1, help="epoch repeats of the MedSeg slices")
     ap.add_argument("--model", default='{"name": "unet", "base": 16}', help="architecture JSON")
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--crop", type=int, default=0, help="train on random crops of this size (0: whole input)")
@@ -81,7 +98,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = config(args)
-    samples = union_samples(args.medseg, args.ct_seg, args.negative, args.repeat_negatives)
+    samples = thin_and_weight(union_samples(args.medseg, args.ct_seg, args.negative, args.repeat_negatives),
+                              args.ct_seg_every, args.repeat_medseg)
     kept, dropped = keep_clean(samples, N_CLASSES + 1, args.out)  # + the UNION target value
     start = time.time()
     report = stamped_progress()
@@ -98,6 +116,8 @@ def main() -> int:
                      compute_description(time.time() - start, trainer.device), space="lung")
     card["training"]["data"] = "union: medseg100 (GGO/consolidation), covid19-ct-seg-slices (infection), lung-free HU slices"
     card["training"]["negatives"] = args.negative
+    card["training"]["ct_seg_every"] = args.ct_seg_every
+    card["training"]["medseg_repeat"] = args.repeat_medseg
     if cv:
         card["metrics"]["cv_by_source"] = by_source
     print("bundle:", save_bundle(result.model, card, args.out / "bundle", args.name), flush=True)
