@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Cross-validated end-to-end figures: the whole `segment` pipeline (lungs, model, confinement to
 the lungs plus a margin, small-island removal) on each held-out MedSeg slice, with the model of
-the fold that did not see it (runs/cv/<arch>/fold<i>/best.safetensors from
-scripts/crossvalidate_architectures.py).
+the fold that did not see it (``<runs>/fold<i>/best.safetensors``; the fold of each slice is read
+from ``<runs>/cv_slices.csv``). Works for the v1 runs (scripts/crossvalidate_architectures.py,
+8-bit space) and the v2 union runs (scripts/train_infection_union.py, ``--space lung``).
 
     python scripts/evaluate_pipeline_cv.py --runs runs/cv/xr_msf_unet --margins 0,10,1000
+    python scripts/evaluate_pipeline_cv.py --runs runs/union_v2/cv --space lung --margins 10
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -17,51 +20,69 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from COVIDSegLib.bundle import ModelBundle
-from COVIDSegLib.crossval import kfold
-from COVIDSegLib.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_filtered
-from COVIDSegLib.inference import InferenceOptions, Segmenter
-from COVIDSegLib.metrics import binary_metrics, summarise
-from COVIDSegLib.models.registry import build_model
-from COVIDSegLib.trainer import TrainConfig
-from COVIDSegLib.volume import MEDSEG8, Volume
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from COVIDSegLib.bundle import ModelBundle  # noqa: E402
+from COVIDSegLib.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_medseg  # noqa: E402
+from COVIDSegLib.inference import InferenceOptions, Segmenter  # noqa: E402
+from COVIDSegLib.metrics import binary_metrics, summarise  # noqa: E402
+from COVIDSegLib.models.registry import build_model  # noqa: E402
+from COVIDSegLib.trainer import TrainConfig  # noqa: E402
+from COVIDSegLib.volume import MEDSEG8, Volume  # noqa: E402
 
 
-def fold_bundle(run_dir: Path, fold: int, cfg: TrainConfig) -> ModelBundle:
+def fold_bundle(run_dir: Path, fold: int, cfg: TrainConfig, space: str) -> ModelBundle:
     model = build_model(cfg.model_config())
     model.load_state_dict(load_file(str(run_dir / f"fold{fold}" / "best.safetensors")))
     names = TASK_CLASS_NAMES[cfg.task]
-    card = {"task": cfg.task, "sha256": "cv-fold", "preprocessing": {"input": cfg.input},
+    card = {"task": cfg.task, "sha256": "cv-fold", "preprocessing": {"input": cfg.input, "intensity_space": space},
             "labels": {str(k): {"value": v, "name": names[k]} for k, v in TASK_LABELS[cfg.task].items()}}
     return ModelBundle(f"fold{fold}", card, model.eval(), run_dir)
+
+
+def medseg_folds(run_dir: Path) -> dict:
+    """MedSeg slice id -> the fold that held it out (ids may carry the union's ``medseg_`` prefix)."""
+    with open(run_dir / "cv_slices.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return {r["id"].removeprefix("medseg_"): int(r["fold"]) for r in rows
+            if not r["id"].startswith(("ctseg_", "neg_"))}
+
+
+def score(labels: np.ndarray, binary: np.ndarray, multi) -> dict:
+    """Infection (3 + 4) against the binary mask; GGO (3) and consolidation (4) where split."""
+    row = dict(binary_metrics(np.isin(labels, (3, 4)), binary > 0))
+    if multi is not None:
+        for name, value, truth in (("GGO", 3, 1), ("consolidation", 4, 2)):
+            row.update({f"{name}_{k}": v for k, v in binary_metrics(labels == value, multi == truth).items()})
+    return row
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data/medseg100"))
     ap.add_argument("--runs", type=Path, default=Path("runs/cv/xr_msf_unet"))
+    ap.add_argument("--space", default="medseg8", choices=("medseg8", "lung"), help="the models' intensity space")
     ap.add_argument("--margins", default="0,10,1000", help="lung margins in mm (1 mm pixels assumed)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    summary = json.loads((args.runs / "cv_summary.json").read_text())
-    cfg = TrainConfig.from_dict(summary["config"])
-    samples, _ = load_filtered(args.data, cfg.task)
+    cfg = TrainConfig.from_dict(json.loads((args.runs / "cv_summary.json").read_text())["config"])
+    folds = medseg_folds(args.runs)
+    multi = {s.id: s.target for s in load_medseg(args.data, "multiclass")}
+    samples = [s for s in load_medseg(args.data, "binary") if s.id in folds]
     results = {}
     for margin in (float(m) for m in args.margins.split(",")):
         rows = []
-        for fold, (_, test_idx) in enumerate(kfold(len(samples), summary["k"], cfg.seed)):
-            seg = Segmenter(fold_bundle(args.runs, fold, cfg),
+        for fold in sorted(set(folds.values())):
+            seg = Segmenter(fold_bundle(args.runs, fold, cfg, args.space),
                             InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0))
-            for j in test_idx:
-                s = samples[j]
+            for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
-                labels = seg.segment(volume).labels.array[0]
-                rows.append(binary_metrics(np.isin(labels, (3, 4)), s.target > 0))
-        results[f"margin_{margin:g}mm"] = summarise(rows)
-        m = results[f"margin_{margin:g}mm"]
-        print(f"margin {margin:g} mm: Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}, "
-              f"precision {m['precision']['mean']:.3f}, sensitivity {m['sensitivity']['mean']:.3f}, "
+                rows.append(score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id)))
+        results[f"margin_{margin:g}mm"] = m = summarise(rows)
+        split = "".join(f", {c} {m[c + '_dice']['mean']:.3f}" for c in ("GGO", "consolidation") if c + "_dice" in m)
+        print(f"margin {margin:g} mm ({len(rows)} slices): infection Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}"
+              f"{split}, precision {m['precision']['mean']:.3f}, sensitivity {m['sensitivity']['mean']:.3f}, "
               f"specificity {m['specificity']['mean']:.4f}, HD95 {m['hd95']['mean']:.1f} px", flush=True)
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
