@@ -18,12 +18,12 @@ import torch
 from safetensors.torch import load_file
 
 from COVIDSegLib.bundle import ModelBundle
-from COVIDSegLib.crossval import kfold
-from COVIDSegLib.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_filtered
-from COVIDSegLib.inference import InferenceOptions, Segmenter
-from COVIDSegLib.metrics import binary_metrics, summarise
+from COVIDSegLib.training.crossval import kfold
+from COVIDSegLib.training.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_filtered
+from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
+from COVIDSegLib.training.metrics import binary_metrics, summarise
 from COVIDSegLib.models.registry import build_model
-from COVIDSegLib.trainer import TrainConfig
+from COVIDSegLib.training.trainer import TrainConfig
 from COVIDSegLib.volume import MEDSEG8, Volume
 
 
