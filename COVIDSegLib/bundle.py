@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Union
 
 from .card_check import check_card
 from .errors import CovidSegError, shown
-from .io import atomic_path, write_json
+from .io.files import atomic_path, write_json
 from .names import DEFAULT_BINARY_MODEL, DEFAULT_MODEL
 
 if TYPE_CHECKING:  # torch is imported where weights are read or written: listing cards stays fast

@@ -12,7 +12,7 @@ Mat3 = Tuple[float, float, float, float, float, float, float, float, float]
 
 IDENTITY: Mat3 = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
-# Intensity spaces a volume can be in (see COVIDSegLib.intensity).
+# Intensity spaces a volume can be in (see COVIDSegLib.preprocess.intensity).
 HU = "HU"
 MEDSEG8 = "medseg8"
 

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from COVIDSegLib.cli import main
+from COVIDSegLib.cli.commands import main
 
 
 def digest(path: Path) -> Optional[str]:

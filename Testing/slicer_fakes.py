@@ -12,8 +12,8 @@ from typing import List, Optional
 import numpy as np
 
 from COVIDSegLib import labels as L
-from COVIDSegLib.inference import Segmentation
-from COVIDSegLib.lungs import segment_lungs
+from COVIDSegLib.inference.segmenter import Segmentation
+from COVIDSegLib.lungs.segment import segment_lungs
 from COVIDSegLib.progress import CancelToken, ProgressCallback, check, no_progress
 from COVIDSegLib.volume import Volume
 

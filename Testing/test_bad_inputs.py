@@ -23,9 +23,9 @@ from badheaders import HOSTILE_INPUTS
 from badinputs import BAD_INPUTS
 from chest_phantom import SPACING, chest_phantom
 from cli_helpers import assert_one_error_line, digest, files_in
-from COVIDSegLib.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, main
+from COVIDSegLib.cli.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, main
 from COVIDSegLib.errors import shown
-from COVIDSegLib.io import LUNGS_OUTPUTS
+from COVIDSegLib.io.files import LUNGS_OUTPUTS
 
 CORPUS = {**BAD_INPUTS, **HOSTILE_INPUTS}
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "Samples" / "lungmask_chest_ct_2slices.nii.gz"
@@ -81,7 +81,7 @@ def test_a_batch_goes_on_past_every_bad_input(capfd, tmp_path):
 def test_permission_and_link_messages_say_what_is_wrong(monkeypatch, tmp_path):
     """Permission denied is not "corrupt" (checked by mapping: this suite may run as root)."""
     from COVIDSegLib.errors import InputError
-    from COVIDSegLib.preflight import check_readable
+    from COVIDSegLib.io.preflight import check_readable
     path = tmp_path / "locked.nii.gz"
     path.write_bytes(b"x")
     monkeypatch.setattr(os, "stat", lambda p: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
@@ -126,7 +126,7 @@ def test_a_full_disk_leaves_no_partial_set(tmp_path):
 
 
 def test_interrupt_while_writing_keeps_the_old_set_and_leaves_nothing_new(capfd, tmp_path, monkeypatch):
-    from COVIDSegLib import pipeline
+    from COVIDSegLib.jobs import pipeline
     out_dir = tmp_path / "out"
     assert run_fd(capfd, "lungs", "-q", SAMPLE, "-o", out_dir)[0] == 0
     old = {name: digest(out_dir / name) for name in files_in(out_dir)}
@@ -193,7 +193,7 @@ def test_signals_leave_a_whole_set_or_nothing(tmp_path, phantom_nifti, signum, d
 
 def test_multi_frame_dicom_is_read_as_one_volume(tmp_path):
     """A 3D image in one DICOM file (NumberOfFrames > 1) keeps its shape, spacing and voxels."""
-    from COVIDSegLib.io import read_volume
+    from COVIDSegLib.io.files import read_volume
     hu = np.maximum(chest_phantom().hu, -1024)  # stored unsigned, as HU + 1024
     image = sitk.GetImageFromArray((hu + 1024).astype(np.uint16))
     image.SetSpacing(SPACING)
@@ -210,7 +210,7 @@ def test_multi_frame_dicom_is_read_as_one_volume(tmp_path):
 def test_a_nifti_with_a_long_header_extension_is_read(tmp_path):
     """Found by fuzzing: the header check must not read extensions as part of the header."""
     import nibabel as nib
-    from COVIDSegLib.io import read_volume
+    from COVIDSegLib.io.files import read_volume
     array = np.random.default_rng(0).integers(-1000, 400, (16, 16, 4)).astype(np.int16)
     image = nib.Nifti1Image(array, np.diag([0.7, 0.7, 2.5, 1.0]))
     image.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"x" * 1000))

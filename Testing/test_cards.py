@@ -56,7 +56,7 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
     import os
     import subprocess
     import sys
-    from COVIDSegLib.outputs import STAGING_PREFIX, OutputSet
+    from COVIDSegLib.report.outputs import STAGING_PREFIX, OutputSet
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f"{STAGING_PREFIX}{dead.stdout.strip()}-abc"
     live = tmp_path / f"{STAGING_PREFIX}{os.getppid()}-def"

@@ -1,4 +1,4 @@
-"""Tests of the `covidseg` command line (COVIDSegLib.cli), mostly in-process via main()."""
+"""Tests of the `covidseg` command line (COVIDSegLib.cli.commands), mostly in-process via main()."""
 from __future__ import annotations
 
 import subprocess
@@ -13,8 +13,8 @@ import SimpleITK as sitk
 from badinputs import make_corrupt
 from cli_helpers import assert_one_error_line, digest, files_in, run
 from chest_phantom import SPACING, chest_phantom
-from COVIDSegLib.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
-from COVIDSegLib.io import read_volume
+from COVIDSegLib.cli.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
+from COVIDSegLib.io.files import read_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "Resources" / "Samples"
@@ -228,7 +228,7 @@ def test_console_entry_point(tmp_path):
     assert_lung_outputs(good, out_dir, "medseg_0000")
 
     missing = tmp_path / "nowhere.nii.gz"
-    done = subprocess.run([sys.executable, "-m", "COVIDSegLib.cli", "lungs", str(missing), "-o", str(out_dir)],
+    done = subprocess.run([sys.executable, "-m", "COVIDSegLib.cli.commands", "lungs", str(missing), "-o", str(out_dir)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == EXIT_FAILED and done.stdout == ""
     assert_one_error_line(done.stderr, "Input not found", str(missing))
@@ -247,16 +247,17 @@ def test_device_errors_are_usage_errors_with_one_clear_line(capsys, tmp_path):
 
 def test_the_command_line_loads_no_heavy_library_before_a_command_runs():
     """--help, --version and usage errors answer without importing torch or MONAI (issue 11, 14)."""
-    code = ("import sys, COVIDSegLib.cli as c; c.build_parser(); "
+    code = ("import sys, COVIDSegLib.cli.commands as c; c.build_parser(); "
             "print(sorted(m for m in ('torch', 'monai', 'nibabel') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
 
 def test_light_names_agree_with_the_libraries():
-    from COVIDSegLib import cli, names
+    from COVIDSegLib import names
     from COVIDSegLib.bundle import default_model
-    from COVIDSegLib.evaluate import ENCODINGS
+    from COVIDSegLib.cli import commands as cli
+    from COVIDSegLib.training.evaluate import ENCODINGS
     from COVIDSegLib.volume import MEDSEG8
     assert names.ENCODING_NAMES == tuple(ENCODINGS) and cli.MEDSEG8 == MEDSEG8
     assert default_model() == names.DEFAULT_MODEL and default_model("binary") == names.DEFAULT_BINARY_MODEL
@@ -294,7 +295,7 @@ def test_a_batch_of_finished_inputs_loads_no_model(tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     (out_dir / "lungmask_chest_ct_2slices.labels.nii.gz").write_bytes(b"done")
-    code = ("import sys; from COVIDSegLib.cli import main; "
+    code = ("import sys; from COVIDSegLib.cli.commands import main; "
             f"rc = main(['segment', {str(sample)!r}, '-o', {str(out_dir)!r}]); "
             "print(rc, sorted(m for m in ('torch', 'monai') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

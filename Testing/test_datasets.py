@@ -1,4 +1,4 @@
-"""Tests of COVIDSegLib.datasets: the MedSeg and COVID-19-CT-Seg readers and the quality filter."""
+"""Tests of COVIDSegLib.training.datasets: the MedSeg and COVID-19-CT-Seg readers and the quality filter."""
 from __future__ import annotations
 
 import json
@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from COVIDSegLib.datasets import (Sample, filter_quality, load_ct_seg, load_dataset, load_medseg,
+from COVIDSegLib.training.datasets import (Sample, filter_quality, load_ct_seg, load_dataset, load_medseg,
                                   quality_problem, write_quality_log)
 from COVIDSegLib.errors import CovidSegError, InputError
-from COVIDSegLib.intensity import hu_to_medseg8
+from COVIDSegLib.preprocess.intensity import hu_to_medseg8
 
 
 @lru_cache(maxsize=None)
@@ -142,7 +142,7 @@ def test_finding_cut_by_the_border():
 def test_filter_quality_and_log(tmp_path, caplog):
     samples = [Sample("a", scan(), lesion()), Sample("b", np.zeros((32, 32), np.float32), np.zeros((32, 32), np.uint8)),
                Sample("c", scan(seed=1), lesion() * 7), Sample("d", scan(seed=2), lesion())]
-    with caplog.at_level(logging.WARNING, logger="COVIDSegLib.datasets"):
+    with caplog.at_level(logging.WARNING, logger="COVIDSegLib.training.datasets"):
         kept, dropped = filter_quality(samples, 2)
     assert [s.id for s in kept] == ["a", "d"]
     assert [i for i, _ in dropped] == ["b", "c"]

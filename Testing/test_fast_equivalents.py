@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from test_preprocess import SAMPLE_CT, read_png, rotation
-from COVIDSegLib.preprocess import CropBox, body_box, resample_inplane
+from COVIDSegLib.preprocess.transforms import CropBox, body_box, resample_inplane
 from COVIDSegLib.volume import Volume
 
 
@@ -29,8 +29,8 @@ def _body_box_sitk(a: np.ndarray, margin: int = 4) -> CropBox:
 def test_body_box_equals_simpleitk_formulation_on_real_slices(shared_data):
     """The numpy/scipy body_box gives the very boxes of the SimpleITK pipeline it replaced
     (the crops the shipped models were trained on), on every real MedSeg slice and HU slices."""
-    from COVIDSegLib.intensity import to_medseg8
-    from COVIDSegLib.io import read_volume
+    from COVIDSegLib.preprocess.intensity import to_medseg8
+    from COVIDSegLib.io.files import read_volume
     slices = [read_png(p).astype(np.float32) for p in sorted((shared_data / "medseg100" / "images").glob("*.png"))]
     sample = to_medseg8(read_volume(SAMPLE_CT))
     slices += list(sample.array) + [sample.array[0] + np.random.default_rng(1).normal(0, 5, sample.shape[1:])]
@@ -86,7 +86,7 @@ def test_ball_matches_simpleitk_ball(radius):
 @pytest.mark.parametrize("factors,spacing", [((4.0, 4.0), (1.0, 1.0, 1.0)), ((1.8, 2.6), (0.7, 0.7, 2.5)),
                                              ((1.2, 1.0), (1.0, 1.0, 1.0))])
 def test_antialias_equals_simpleitk_discrete_gaussian(factors, spacing):
-    from COVIDSegLib.preprocess import _antialias
+    from COVIDSegLib.preprocess.transforms import _antialias
     a = np.random.default_rng(0).normal(0, 100, (3, 97, 53)).astype(np.float32)
     a[:, :10] += 500  # an edge at the border: the boundary condition matters
     image = sitk.GetImageFromArray(a)
@@ -103,7 +103,7 @@ def test_resampling_slab_by_slab_equals_whole_volume():
     """resample_inplane/restore_inplane work in slabs of slices (bounded memory): the result must
     not depend on the slab size (exactly for an axis-aligned volume; for an oblique one up to
     float rounding: +-1 after rounding to int16, nearest-neighbour ties left out)."""
-    from COVIDSegLib.preprocess import _resample_slabs
+    from COVIDSegLib.preprocess.transforms import _resample_slabs
     rng = np.random.default_rng(3)
     for direction, atol, methods in ((IDENTITY_FLIPPED, 0, ("linear", "nearest")),
                                      (rotation(0.2, -0.1, 0.05), 1, ("linear",))):

@@ -1,4 +1,4 @@
-"""Tests of COVIDSegLib.intensity: the HU <-> MedSeg 8-bit mapping, space detection, calibration."""
+"""Tests of COVIDSegLib.preprocess.intensity: the HU <-> MedSeg 8-bit mapping, space detection, calibration."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from chest_phantom import chest_phantom
 from COVIDSegLib.errors import CovidSegError, IntensityError
-from COVIDSegLib.intensity import (
+from COVIDSegLib.preprocess.intensity import (
     MEDSEG_WINDOW_HI_HU,
     MEDSEG_WINDOW_LO_HU,
     detect_space,
@@ -22,8 +22,8 @@ from COVIDSegLib.intensity import (
     to_hu,
     to_medseg8,
 )
-from COVIDSegLib.io import read_volume
-from COVIDSegLib.lungs import segment_lungs
+from COVIDSegLib.io.files import read_volume
+from COVIDSegLib.lungs.segment import segment_lungs
 from COVIDSegLib.volume import HU, MEDSEG8, Volume
 
 FAST = settings(max_examples=200, deadline=None)

@@ -1,4 +1,4 @@
-"""Tests of COVIDSegLib.io (reading/writing) and COVIDSegLib.validate (input checks)."""
+"""Tests of COVIDSegLib.io.files (reading/writing) and COVIDSegLib.io.validate (input checks)."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +14,7 @@ from badinputs import BAD_INPUTS, SPACING, make_2d_nifti
 from test_preprocess import rotation
 from COVIDSegLib import labels as L
 from COVIDSegLib.errors import CovidSegError, InputError
-from COVIDSegLib.io import (
+from COVIDSegLib.io.files import (
     atomic_path,
     from_nibabel,
     read_seg_nrrd,
@@ -24,7 +24,7 @@ from COVIDSegLib.io import (
     write_labels,
     write_seg_nrrd,
 )
-from COVIDSegLib.validate import available_memory, check_size, check_volume
+from COVIDSegLib.io.validate import available_memory, check_size, check_volume
 from COVIDSegLib.volume import HU, MEDSEG8, Volume
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])

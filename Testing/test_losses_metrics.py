@@ -1,4 +1,4 @@
-"""Losses (COVIDSegLib.losses) and evaluation metrics (COVIDSegLib.metrics)."""
+"""Losses (COVIDSegLib.training.losses) and evaluation metrics (COVIDSegLib.training.metrics)."""
 import math
 
 import numpy as np
@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from COVIDSegLib import losses as L
-from COVIDSegLib import metrics as M
+from COVIDSegLib.training import losses as L
+from COVIDSegLib.training import metrics as M
 from COVIDSegLib.errors import CovidSegError
 
 # ---------------------------------------------------------------- metrics

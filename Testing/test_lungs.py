@@ -1,4 +1,4 @@
-"""Tests of COVIDSegLib.lungs: training-free lung segmentation, sides, airways, geometry."""
+"""Tests of COVIDSegLib.lungs.segment: training-free lung segmentation, sides, airways, geometry."""
 from __future__ import annotations
 
 from typing import Dict
@@ -9,10 +9,10 @@ import SimpleITK as sitk
 
 from chest_phantom import SPACING, TOP_TRACHEA_SLICES, ChestPhantom, chest_phantom
 from COVIDSegLib.errors import Cancelled
-from COVIDSegLib.intensity import to_hu
-from COVIDSegLib.io import read_volume
+from COVIDSegLib.preprocess.intensity import to_hu
+from COVIDSegLib.io.files import read_volume
 from COVIDSegLib.labels import LEFT_LUNG, RIGHT_LUNG
-from COVIDSegLib.lungs import LungParams, segment_lungs
+from COVIDSegLib.lungs.segment import LungParams, segment_lungs
 from COVIDSegLib.progress import CancelToken
 from COVIDSegLib.volume import Volume
 
@@ -326,8 +326,8 @@ def test_resampling_stored_voxels_first_gives_the_same_lungs(name):
     """segment_lungs resamples the stored voxels (slab by slab, unrounded) and converts the coarse
     grid to HU, instead of converting the whole volume first: the same lungs."""
     from pathlib import Path
-    from COVIDSegLib.lungs import _segment_grid
-    from COVIDSegLib.preprocess import resample_inplane, restore_inplane
+    from COVIDSegLib.lungs.segment import _segment_grid
+    from COVIDSegLib.preprocess.transforms import resample_inplane, restore_inplane
     from COVIDSegLib.progress import no_progress
     volume = read_volume(Path(__file__).resolve().parents[1] / "Resources" / "Samples" / name)
     if name.endswith(".png"):

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from COVIDSegLib.crossval import group_kfold
+from COVIDSegLib.training.crossval import group_kfold
 from COVIDSegLib.labels import LEFT_LUNG, RIGHT_LUNG
-from COVIDSegLib.lung_space import SIZE, clahe_opencv, to_lung_space
-from COVIDSegLib.lungs3d import lungs_from_mask
+from COVIDSegLib.preprocess.lung_space import SIZE, clahe_opencv, to_lung_space
+from COVIDSegLib.lungs.lungs3d import lungs_from_mask
 
 # sha256 of cv2.createCLAHE(...).apply(image) (opencv-python-headless 5.0.0) for ``_clahe_image``
 OPENCV_CLAHE_7_8 = "d5dab38dd52ed7849d918d2e0cda96cb8c9fbb909e49dee9e82125c59d9a1888"
@@ -146,7 +146,7 @@ def test_flat_tissue_like_padding_becomes_air():
     body[(np.abs(y - 64) < 15) & (np.abs(x - 45) < 10)] = -850.0
     air_pad, zero_pad = (np.where(inside, body, pad) for pad in (-1024.0, 0.0))
     np.testing.assert_array_equal(to_lung_space(zero_pad, True)[0], to_lung_space(air_pad, True)[0])
-    from COVIDSegLib.lung_space import unpad
+    from COVIDSegLib.preprocess.lung_space import unpad
     mixed = zero_pad.copy()
     mixed[0, 0] = -1000.0  # corners that are not one flat value: left as they are
     np.testing.assert_array_equal(unpad(mixed), mixed)
@@ -169,7 +169,7 @@ def test_growth_stops_at_tissue_and_airways_and_can_be_off():
     airway[10:13] = truth["right"][10:13]  # declared airway: never grown into
     labels = lungs_from_mask(short, hu, _x_mm(hu.shape), airway, SPACING_ZYX)
     assert not (labels[10:13] == RIGHT_LUNG).any()
-    from COVIDSegLib.lungs3d import Lungs3DParams
+    from COVIDSegLib.lungs.lungs3d import Lungs3DParams
     none = lungs_from_mask(short, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX,
                            Lungs3DParams(grow=False))
     assert not (none[10:13] == RIGHT_LUNG).any()  # growth off: the mask as it was

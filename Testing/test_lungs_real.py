@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from COVIDSegLib.cli import main
-from COVIDSegLib.io import read_volume
-from COVIDSegLib.lung_model import load_lung_model
-from COVIDSegLib.lungs import segment_lungs
+from COVIDSegLib.cli.commands import main
+from COVIDSegLib.io.files import read_volume
+from COVIDSegLib.lungs.lung_model import load_lung_model
+from COVIDSegLib.lungs.segment import segment_lungs
 from COVIDSegLib.volume import Volume
 
 NAME = "totalseg_example_ct_sm"

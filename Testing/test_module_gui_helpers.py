@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from COVIDSegGUI import batch, job, models, paths
-from COVIDSegLib.io import folder_inputs
+from COVIDSegLib.io.files import folder_inputs
 from COVIDSegLib.errors import Cancelled, CovidSegError, InputError
 
 ROOT = Path(__file__).resolve().parents[1]

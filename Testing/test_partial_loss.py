@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from COVIDSegLib.partial_loss import UNION, partial_label_loss
+from COVIDSegLib.training.partial_loss import UNION, partial_label_loss
 
 
 def _logits(seed: int = 0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Tests of COVIDSegLib.preprocess: windows, CLAHE, body crop, in-plane resampling, letterbox."""
+"""Tests of COVIDSegLib.preprocess.transforms: windows, CLAHE, body crop, in-plane resampling, letterbox."""
 from __future__ import annotations
 
 import math
@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from COVIDSegLib.errors import Cancelled
-from COVIDSegLib.preprocess import (
+from COVIDSegLib.preprocess.transforms import (
     CropBox, body_box, clahe, crop, letterbox, normalise_zscore, resample_inplane,
     restore_inplane, uncrop, unletterbox, window,
 )

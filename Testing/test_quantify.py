@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from COVIDSegLib.quantify import grade, quantify, report_rows, side_of_each_voxel, zone_score
+from COVIDSegLib.quantify.measure import grade, quantify, report_rows, side_of_each_voxel, zone_score
 from COVIDSegLib.volume import Volume
 
 IDENTITY = (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
@@ -150,7 +150,7 @@ def test_involvement_matches_the_painted_fraction(width, height, pixel, thicknes
 def test_slab_by_slab_counting_does_not_change_the_report(monkeypatch):
     """quantify works through slabs of slices (bounded memory): the report must be the same for
     any slab size, here on an oblique volume with infection on both sides."""
-    import COVIDSegLib.quantify as q
+    import COVIDSegLib.quantify.measure as q
     from test_preprocess import rotation
     a = two_lungs(z=40)
     a[25:40, 5:15, 42:50] = 3

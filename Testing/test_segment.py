@@ -1,4 +1,4 @@
-"""Whole-volume inference (COVIDSegLib.inference) and `covidseg segment` with the bundled model."""
+"""Whole-volume inference (COVIDSegLib.inference.segmenter) and `covidseg segment` with the bundled model."""
 from __future__ import annotations
 
 import json
@@ -10,11 +10,11 @@ import torch
 
 from test_cli import SAMPLES, assert_one_error_line, assert_same_geometry, assert_valid_png, digest, run
 from COVIDSegLib.bundle import load_bundle
-from COVIDSegLib.inference import InferenceOptions, Segmenter
-from COVIDSegLib.orientation import from_lps, to_lps
-from COVIDSegLib.cli import main
-from COVIDSegLib.io import read_seg_nrrd, read_volume, stem_of
-from COVIDSegLib.metrics import binary_metrics
+from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
+from COVIDSegLib.io.orientation import from_lps, to_lps
+from COVIDSegLib.cli.commands import main
+from COVIDSegLib.io.files import read_seg_nrrd, read_volume, stem_of
+from COVIDSegLib.training.metrics import binary_metrics
 
 CT = SAMPLES / "lungmask_chest_ct_2slices.nii.gz"
 SLICE = SAMPLES / "medseg_0000.png"

@@ -7,7 +7,7 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="PyPI slicer-core (the test extra) is not installed")
 
-from COVIDSegLib.lungs import segment_lungs  # noqa: E402
+from COVIDSegLib.lungs.segment import segment_lungs  # noqa: E402
 from COVIDSegSlicer import effect_logic as E  # noqa: E402
 from COVIDSegSlicer.processing import ProcessOptions, SceneProcessor  # noqa: E402
 from COVIDSegSlicer.segmentation_output import labels_to_segmentation  # noqa: E402
@@ -162,7 +162,7 @@ def test_threshold_preview_uses_the_real_model_probabilities(slicer_env):
     lungs and findings): a lower threshold gives a superset, 0.5 is close to the model's own
     decision, and the training-free lungs refuse a threshold."""
     from COVIDSegLib.bundle import load_bundle
-    from COVIDSegLib.inference import Segmenter
+    from COVIDSegLib.inference.segmenter import Segmenter
     volume = volume_from_node(slicer_env.load_volume(SAMPLE, "chest"))
     made = []
     processor = SceneProcessor(slicer_env.scene, slicer_env.segmentations,

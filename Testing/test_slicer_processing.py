@@ -13,10 +13,10 @@ import slicer  # noqa: E402
 
 from COVIDSegLib.bundle import load_bundle  # noqa: E402
 from COVIDSegLib.errors import Cancelled  # noqa: E402
-from COVIDSegLib.inference import InferenceOptions, Segmenter  # noqa: E402
-from COVIDSegLib.io import read_volume  # noqa: E402
+from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter  # noqa: E402
+from COVIDSegLib.io.files import read_volume  # noqa: E402
 from COVIDSegLib.progress import CancelToken, no_progress  # noqa: E402
-from COVIDSegLib.quantify import quantify  # noqa: E402
+from COVIDSegLib.quantify.measure import quantify  # noqa: E402
 from COVIDSegSlicer import processing as P  # noqa: E402
 from COVIDSegSlicer.segmentation_output import labels_from_segmentation  # noqa: E402
 from COVIDSegSlicer.volume_bridge import ras_matrix, segment_mask, volume_from_node  # noqa: E402

@@ -8,7 +8,7 @@ pytest.importorskip("slicer", reason="PyPI slicer-core (the test extra) is not i
 
 import vtk  # noqa: E402
 
-from COVIDSegLib.quantify import quantify  # noqa: E402
+from COVIDSegLib.quantify.measure import quantify  # noqa: E402
 from COVIDSegLib.volume import Volume  # noqa: E402
 from COVIDSegSlicer.report_table import REPORT_COLUMNS, make_table, report_to_table  # noqa: E402
 

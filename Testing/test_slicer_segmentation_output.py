@@ -9,7 +9,7 @@ pytest.importorskip("slicer", reason="PyPI slicer-core (the test extra) is not i
 import slicer  # noqa: E402
 
 from chest_phantom import SPACING, chest_phantom  # noqa: E402
-from COVIDSegLib.lungs import segment_lungs  # noqa: E402
+from COVIDSegLib.lungs.segment import segment_lungs  # noqa: E402
 from COVIDSegSlicer.segmentation_output import labels_from_segmentation, labels_to_segmentation  # noqa: E402
 from COVIDSegSlicer.segments import specs_for  # noqa: E402
 from COVIDSegSlicer.volume_bridge import (  # noqa: E402

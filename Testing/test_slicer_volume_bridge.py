@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("slicer", reason="PyPI slicer-core (the test extra) is not installed")
 
 from COVIDSegLib.errors import InputError  # noqa: E402
-from COVIDSegLib.io import read_volume  # noqa: E402
+from COVIDSegLib.io.files import read_volume  # noqa: E402
 from COVIDSegSlicer.volume_bridge import (  # noqa: E402
     ijk_to_ras, image_array, labels_volume, ras_matrix, segment_mask, volume_from_node)
 

@@ -16,15 +16,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
-import COVIDSegLib.trainer as trainer_mod
-from COVIDSegLib.crossval import cross_validate, kfold
-from COVIDSegLib.datasets import Sample, load_medseg
+import COVIDSegLib.training.trainer as trainer_mod
+from COVIDSegLib.training.crossval import cross_validate, kfold
+from COVIDSegLib.training.datasets import Sample, load_medseg
 from COVIDSegLib.errors import CovidSegError
-from COVIDSegLib.losses import build_loss, multitask_loss
+from COVIDSegLib.training.losses import build_loss, multitask_loss
 from COVIDSegLib.progress import CancelToken
-from COVIDSegLib.slice_prep import InputSpec
-from COVIDSegLib.trainer import Trainer, TrainConfig
-from COVIDSegLib.training_data import PreparedSet, prepare_set
+from COVIDSegLib.preprocess.slice_prep import InputSpec
+from COVIDSegLib.training.trainer import Trainer, TrainConfig
+from COVIDSegLib.training.training_data import PreparedSet, prepare_set
 
 UNET = {"name": "unet", "base": 4}
 NO_AUG = {"flip": 0.0, "rotate_deg": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "elastic": 0.0,
@@ -354,7 +354,7 @@ def test_cross_validate_writes_slices_and_summary(slices, tmp_path):
 
 
 def test_cv_summary_is_attached_only_to_its_own_configuration(tmp_path):
-    from COVIDSegLib.train_run import read_cv_summary
+    from COVIDSegLib.training.train_run import read_cv_summary
     cfg = config()
     path = tmp_path / "cv_summary.json"
     path.write_text(json.dumps({"k": 5, "config": cfg.to_dict(), "metrics": {"dice": {"mean": 0.5}}}))

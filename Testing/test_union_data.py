@@ -8,19 +8,19 @@ import pytest
 import torch
 
 from COVIDSegLib.bundle import load_bundle, save_bundle
-from COVIDSegLib.datasets import filter_quality
-from COVIDSegLib.inference import InferenceOptions, Segmenter
-from COVIDSegLib.losses import build_loss
-from COVIDSegLib.lung_space import SIZE, slices_to_lung_space
-from COVIDSegLib.orientation import to_lps
-from COVIDSegLib.partial_loss import UNION, partial_label_loss
-from COVIDSegLib.predict2d import score_slice
-from COVIDSegLib.slice_prep import InputSpec, prepare, restore
-from COVIDSegLib.preprocess import unletterbox
-from COVIDSegLib.train_run import compute_description, make_card
-from COVIDSegLib.trainer import Trainer, TrainConfig
-from COVIDSegLib.training_data import prepare_set
-from COVIDSegLib.union_data import N_CLASSES, ct_seg_samples, medseg_samples, rows_of
+from COVIDSegLib.training.datasets import filter_quality
+from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
+from COVIDSegLib.training.losses import build_loss
+from COVIDSegLib.preprocess.lung_space import SIZE, slices_to_lung_space
+from COVIDSegLib.io.orientation import to_lps
+from COVIDSegLib.training.partial_loss import UNION, partial_label_loss
+from COVIDSegLib.inference.predict2d import score_slice
+from COVIDSegLib.preprocess.slice_prep import InputSpec, prepare, restore
+from COVIDSegLib.preprocess.transforms import unletterbox
+from COVIDSegLib.training.train_run import compute_description, make_card
+from COVIDSegLib.training.trainer import Trainer, TrainConfig
+from COVIDSegLib.training.training_data import prepare_set
+from COVIDSegLib.training.union_data import N_CLASSES, ct_seg_samples, medseg_samples, rows_of
 from COVIDSegLib.volume import Volume
 
 from chest_phantom import SPACING, chest_phantom

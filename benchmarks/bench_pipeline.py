@@ -52,9 +52,9 @@ def peak_rss_mb() -> float:
 
 def worker_ours(path: Path, device: str, out_dir: Path, model: str) -> dict:
     # libraries imported before the clock starts, as for lungmask below (the CLI imports them lazily)
-    import COVIDSegLib.inference  # noqa: F401 - torch, MONAI
-    import COVIDSegLib.pipeline  # noqa: F401
-    from COVIDSegLib.cli import main
+    import COVIDSegLib.inference.segmenter  # noqa: F401 - torch, MONAI
+    import COVIDSegLib.jobs.pipeline  # noqa: F401
+    from COVIDSegLib.cli.commands import main
     start = time.perf_counter()
     rc = main(["segment", str(path), "-o", str(out_dir), "--device", device, "--model", model,
                "--no-overlay", "-q", "--overwrite"])

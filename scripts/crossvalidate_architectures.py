@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from COVIDSegLib.crossval import cross_validate
-from COVIDSegLib.datasets import load_filtered
-from COVIDSegLib.trainer import TrainConfig
+from COVIDSegLib.training.crossval import cross_validate
+from COVIDSegLib.training.datasets import load_filtered
+from COVIDSegLib.training.trainer import TrainConfig
 
 # Reduced widths so that all seven fit the CPU budget; the same for every fold.
 ARCHITECTURES = {

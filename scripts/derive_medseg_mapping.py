@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from COVIDSegLib.intensity import tissue_peaks
+from COVIDSegLib.preprocess.intensity import tissue_peaks
 
 REFERENCE_HU = {"air": -1000.0, "fat": -100.0, "soft_tissue": 40.0}
 RANGES_8BIT = {"air": (30, 100), "fat": (195, 228), "soft_tissue": (224, 252)}

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from COVIDSegLib.models.registry import build_model, count_parameters
-from COVIDSegLib.trainer import TrainConfig
+from COVIDSegLib.training.trainer import TrainConfig
 
 COLUMNS = ("dice", "iou", "f1", "sensitivity", "specificity", "precision", "hd95", "tad")
 HEADERS = ("Dice", "IoU", "F1", "Sensitivity", "Specificity", "Precision", "HD95 (px)", "Thr-avg Dice")

@@ -23,14 +23,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from COVIDSegLib.bundle import save_bundle  # noqa: E402
-from COVIDSegLib.crossval import cross_validate  # noqa: E402
-from COVIDSegLib.io import write_json  # noqa: E402
-from COVIDSegLib.metrics import summarise  # noqa: E402
-from COVIDSegLib.slice_prep import InputSpec  # noqa: E402
-from COVIDSegLib.train_run import compute_description, keep_clean, make_card, stamped_progress  # noqa: E402
-from COVIDSegLib.trainer import Trainer, TrainConfig  # noqa: E402
-from COVIDSegLib.training_data import prepare_set  # noqa: E402
-from COVIDSegLib.union_data import N_CLASSES, rows_of, union_samples  # noqa: E402
+from COVIDSegLib.training.crossval import cross_validate  # noqa: E402
+from COVIDSegLib.io.files import write_json  # noqa: E402
+from COVIDSegLib.training.metrics import summarise  # noqa: E402
+from COVIDSegLib.preprocess.slice_prep import InputSpec  # noqa: E402
+from COVIDSegLib.training.train_run import compute_description, keep_clean, make_card, stamped_progress  # noqa: E402
+from COVIDSegLib.training.trainer import Trainer, TrainConfig  # noqa: E402
+from COVIDSegLib.training.training_data import prepare_set  # noqa: E402
+from COVIDSegLib.training.union_data import N_CLASSES, rows_of, union_samples  # noqa: E402
 
 AUGMENT = {"flip": 0.5, "rotate_deg": 15.0, "scale": [0.8, 1.25], "translate": 0.08, "elastic": 0.3,
            "elastic_alpha": 0.03, "elastic_grid": 6, "window_hu": 60.0, "gamma": [0.75, 1.35], "clahe": 0.0}

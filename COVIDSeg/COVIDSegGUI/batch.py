@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple
 
-from COVIDSegLib import batch as library_batch
-from COVIDSegLib.quantify import summary_columns
+from COVIDSegLib.jobs import batch as library_batch
+from COVIDSegLib.quantify.measure import summary_columns
 from COVIDSegSlicer.processing import SummaryRow, not_started, summary_row
 from COVIDSegSlicer.volume_bridge import volume_from_node
 

@@ -37,7 +37,7 @@ def import_bundle(source: Union[str, Path], user_dir: Optional[Path] = None, ove
     (``~/.covidseg/models``) after loading it once: the SHA-256 of the weights and the
     architecture are checked before anything is copied. Returns the model's name."""
     from COVIDSegLib.bundle import USER_DIR, find_bundle, load_bundle
-    from COVIDSegLib.io import atomic_path
+    from COVIDSegLib.io.files import atomic_path
 
     card_path = find_bundle(Path(source))
     bundle = load_bundle(card_path)  # raises CovidSegError on a bad hash or architecture

@@ -15,16 +15,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from COVIDSegLib import batch
-from COVIDSegLib.pipeline import FileOptions, segment_file
+from COVIDSegLib.jobs import batch
+from COVIDSegLib.jobs.pipeline import FileOptions, segment_file
 from COVIDSegLib.bundle import default_model
-from COVIDSegLib.cohort import write_cohort
+from COVIDSegLib.report.cohort import write_cohort
 from COVIDSegLib.errors import Cancelled, CovidSegError, user_message
-from COVIDSegLib.inference import InferenceOptions, Segmenter
-from COVIDSegLib.io import stem_of
+from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
+from COVIDSegLib.io.files import stem_of
 from COVIDSegLib.progress import CancelToken, ProgressCallback, check, no_progress
-from COVIDSegLib.quantify import Report, quantify, summary_columns
-from COVIDSegLib.validate import check_volume
+from COVIDSegLib.quantify.measure import Report, quantify, summary_columns
+from COVIDSegLib.io.validate import check_volume
 from COVIDSegLib.volume import Volume
 
 from .report_table import make_table, report_to_table
@@ -57,7 +57,7 @@ class ProcessOptions:
 
 
 # segmenter_factory(model, device, inference options) -> object with .bundle and
-# .segment(volume, progress, cancel) -> Segmentation (COVIDSegLib.inference.Segmenter).
+# .segment(volume, progress, cancel) -> Segmentation (COVIDSegLib.inference.segmenter.Segmenter).
 SegmenterFactory = Callable[[str, str, InferenceOptions], Any]
 
 
@@ -193,7 +193,7 @@ Job = Callable[[int, ProgressCallback], Tuple[Sequence, Dict[str, object]]]
 def _run_batch(names: Sequence[str], job: Job, progress: ProgressCallback, cancel: Optional[CancelToken],
                on_row: Optional[Callable[[batch.BatchRow], None]] = None) -> List[SummaryRow]:
     """``job(index, progress)`` for every input through the library's batch engine
-    (``COVIDSegLib.batch.run_batch``), with batch progress and one ``SummaryRow`` per input."""
+    (``COVIDSegLib.jobs.batch.run_batch``), with batch progress and one ``SummaryRow`` per input."""
     cancelled, rows = set(), []
 
     def one(key: str):

@@ -5,7 +5,7 @@ from typing import List, Sequence, Tuple
 
 import vtk
 
-from COVIDSegLib.quantify import ZONES, Report
+from COVIDSegLib.quantify.measure import ZONES, Report
 
 from .hierarchy import place_beside
 

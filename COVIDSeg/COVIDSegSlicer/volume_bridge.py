@@ -12,7 +12,7 @@ import vtk
 from vtk.util import numpy_support
 
 from COVIDSegLib.errors import InputError
-from COVIDSegLib.orientation import geometry_from_ras, ras_affine
+from COVIDSegLib.io.orientation import geometry_from_ras, ras_affine
 from COVIDSegLib.volume import HU, Volume
 
 

@@ -21,7 +21,7 @@ CBAM (Woo et al., 2018): channel attention = sigmoid(MLP(avgpool(x)) + MLP(maxpo
 a shared 2-layer MLP of reduction ``r`` (16), then spatial attention = sigmoid(conv7×7(
 [mean_c(x), max_c(x)])); each multiplies the features.
 
-Trained with cross-entropy + soft Dice (the combined loss lives in ``COVIDSegLib.losses``).
+Trained with cross-entropy + soft Dice (the combined loss lives in ``COVIDSegLib.training.losses``).
 """
 from __future__ import annotations
 

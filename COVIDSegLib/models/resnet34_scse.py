@@ -12,7 +12,7 @@ scSE (Roy et al., 2018): ``cSE(x) = x · σ(W2 ReLU(W1 GAP(x)))`` with reduction
 ``sSE(x) = x · σ(conv1×1(x) → 1 channel)``, and ``scSE(x) = cSE(x) + sSE(x)`` (summed).
 
 Training: ``loss = w_cls · BCEWithLogits(cls_logit, slice_has_infection) + w_seg · seg_loss``
-from :meth:`ResNet34SCSE.forward_multitask` (the losses live in ``COVIDSegLib.losses``).
+from :meth:`ResNet34SCSE.forward_multitask` (the losses live in ``COVIDSegLib.training.losses``).
 Inference: the head is the empty-slice detector — slices for which
 :meth:`ResNet34SCSE.slice_is_empty` is true (P(infection) below a configurable threshold) are
 skipped, i.e. get no infection label; ``forward`` returns the segmentation logits only, so the

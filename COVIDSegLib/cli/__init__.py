@@ -1,0 +1,1 @@
+"""The `covidseg` command line: the console script and its sub-commands."""

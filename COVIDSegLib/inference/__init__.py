@@ -1,0 +1,1 @@
+"""Infer: a model bundle run on a whole volume, slice by slice, into a label map."""

@@ -1,0 +1,87 @@
+"""Run a 2D model on prepared slices and score full-size predictions against their masks."""
+from __future__ import annotations
+
+import math
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..training.datasets import TASK_CLASS_NAMES
+from ..errors import CovidSegError
+from ..training.metrics import binary_metrics, threshold_averaged_dice
+from ..training.partial_loss import UNION
+from ..preprocess.slice_prep import SliceGeometry, restore
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """auto (CUDA when available, else the CPU), cpu, cuda or cuda:N; anything else, or CUDA on a
+    machine without it, is a one-line project error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    kind, _, index = str(name).partition(":")
+    if kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit())):
+        raise CovidSegError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise CovidSegError("CUDA is not available on this machine (no NVIDIA GPU, or a CPU-only PyTorch): "
+                            "use --device cpu or auto, or install a CUDA build of PyTorch")
+    if index and int(index) >= torch.cuda.device_count():
+        raise CovidSegError(f"no GPU {name}: this machine has {torch.cuda.device_count()}")
+    return torch.device(name)
+
+
+def batch_probabilities(model: nn.Module, x: torch.Tensor, device: torch.device,
+                        tta_flip: bool = False) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """One batch (N, 1, S, S) -> softmax maps (N, C, S, S) and the multi-task head's
+    "slice contains infection" probability (N,), or None for single-task models.
+    Channels-last input, bf16 autocast on CUDA; ``tta_flip`` averages with the mirrored image."""
+    x = x.to(device, memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        if getattr(model, "multitask", False):
+            seg, logit = model.forward_multitask(x)
+            head = torch.sigmoid(logit.float().reshape(-1)).cpu().numpy()
+        else:
+            seg, head = model(x), None
+        prob = torch.softmax(seg.float(), dim=1)
+        if tta_flip:
+            prob = (prob + torch.softmax(model(x.flip(-1)).float(), dim=1).flip(-1)) / 2
+    return prob.cpu().numpy(), head
+
+
+def forward_probabilities(model: nn.Module, images: torch.Tensor, device: torch.device,
+                          batch_size: int = 8) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """``batch_probabilities`` over all ``images`` in batches of ``batch_size``."""
+    model.eval()
+    return join_batches([batch_probabilities(model, images[i:i + batch_size], device)
+                         for i in range(0, len(images), batch_size)])
+
+
+def join_batches(parts: List[Tuple[np.ndarray, Optional[np.ndarray]]]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Concatenate (probabilities, head) pairs of consecutive batches."""
+    heads = [h for _, h in parts if h is not None]
+    return np.concatenate([p for p, _ in parts]), (np.concatenate(heads) if heads else None)
+
+
+def full_size(probs: np.ndarray, geometries: Sequence[SliceGeometry]) -> List[np.ndarray]:
+    """Each (C, S, S) map back on its full slice."""
+    return [restore(p, g) for p, g in zip(probs, geometries)]
+
+
+def score_slice(prob: np.ndarray, truth: np.ndarray, task: str) -> Dict[str, float]:
+    """Metrics of one full-size probability map (C, y, x) against a class-index mask.
+
+    Keys: ``<metric>`` for infection (any class > 0), ``<class>_<metric>`` per class in a
+    multi-class task (nan, not computed, where the truth has ``partial_loss.UNION`` pixels), and
+    ``tad`` (Inf-Net's threshold-averaged Dice of the infection map).
+    """
+    pred = prob.argmax(axis=0)
+    infection = binary_metrics(pred > 0, truth > 0)
+    row = dict(infection)
+    row["tad"] = threshold_averaged_dice(1.0 - prob[0], truth > 0)
+    if len(TASK_CLASS_NAMES[task]) > 1:
+        split_known = not (truth == UNION).any()  # infection-only labels say nothing of the classes
+        for index, name in TASK_CLASS_NAMES[task].items():
+            scores = binary_metrics(pred == index, truth == index) if split_known else dict.fromkeys(infection, math.nan)
+            row.update({f"{name}_{k}": v for k, v in scores.items()})
+    return row

@@ -1,0 +1,219 @@
+"""Whole-volume segmentation with a model bundle: lungs 1/2, GGO (or infection) 3, consolidation 4.
+
+Steps: lungs (``lungs``) -> intensities to the bundle's space (MedSeg 8-bit, or the lung space of
+the v2 models) -> the 2D model on every axial
+slice that contains lung, in batches, through the bundle's own preparation and its exact
+inverse (``slice_prep``) -> infection kept within the lungs plus a margin, small components
+removed -> labels in the input's
+exact geometry. Slices are processed in radiological orientation (SimpleITK "LPS") whatever the
+volume's direction, and mapped back.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .. import morphology as morph
+from ..bundle import ModelBundle
+from ..preprocess.intensity import MEDSEG8, resolve_calibration, to_hu, to_medseg8
+from ..preprocess.lung_space import slices_to_lung_space
+from ..lungs.lung_model import load_lung_model
+from ..lungs.segment import segment_lungs
+from ..models.fold import fold_batchnorm
+from ..io.orientation import from_lps, lps_spacing_zyx, to_lps
+from ..preprocess.transforms import LetterboxInfo, unletterbox
+from .predict2d import batch_probabilities, join_batches, pick_device
+from ..progress import CancelToken, ProgressCallback, check, no_progress
+from ..preprocess.slice_prep import InputSpec, prepare, restore
+from ..volume import Volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InferenceOptions:
+    device: str = "auto"
+    batch_size: int = 16
+    calibration: str = "auto"
+    tta_flip: bool = False           # average with the left-right mirrored prediction
+    lung_margin_mm: Optional[float] = None  # infection kept within the lungs dilated in-plane by this;
+    # None: 5 mm (two lung-model pixels) with the learned lungs, which hold consolidation; 10 mm with the training-free ones
+    lungs: str = "auto"              # lung model name/path; "auto": the bundled one if installed; "classic"
+    min_component_mm3: float = 10.0  # smaller infection islands are removed (mm^2 x slice thickness)
+    empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
+    keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
+
+
+@dataclass
+class Segmentation:
+    labels: Volume                     # uint8 0..4, the input's geometry
+    lungs: Volume                      # the lung masks alone (1/2), before infection joins them
+    slices_run: int                    # slices the model ran on
+    device: str
+    # with InferenceOptions.keep_probabilities: label value (3, 4) -> that class's probability
+    # x 255 (uint8, input geometry; raw model output: before confinement to the lungs)
+    probabilities: Optional[Dict[int, np.ndarray]] = None
+    calibration: str = "auto"          # the intensity calibration resolved for the volume (quantify's HU)
+
+
+class Segmenter:
+    """``Segmenter(bundle, options).segment(volume)``; reusable across volumes."""
+
+    def __init__(self, bundle: ModelBundle, options: InferenceOptions = InferenceOptions()):
+        self.bundle, self.options = bundle, options
+        self.device = pick_device(options.device)
+        # BatchNorm folded into the convolutions, channels-last: ~35 % faster on CPU (docs/BENCHMARKS.md)
+        self.model = fold_batchnorm(bundle.model).to(self.device, memory_format=torch.channels_last)
+        self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
+        self.lung_space = bundle.card["preprocessing"].get("intensity_space") == "lung"  # v2 models
+        self.class_values = np.zeros(max(bundle.class_labels) + 1, np.uint8)
+        for index, value in bundle.class_labels.items():
+            self.class_values[index] = value
+        self.batch_size = max(1, int(options.batch_size))
+        self.lung_model = load_lung_model(options.lungs, options.device)
+        margin = options.lung_margin_mm
+        self.lung_margin_mm = float(margin if margin is not None else (5.0 if self.lung_model else 10.0))
+
+    @classmethod
+    def load(cls, model: str, options: InferenceOptions = InferenceOptions(),
+             device: Optional[str] = None) -> "Segmenter":
+        """The bundle ``model`` (name or card path) loaded onto ``device`` (default: ``options.device``)."""
+        from ..bundle import load_bundle
+        return cls(load_bundle(model, pick_device(device or options.device)), options)
+
+    @property
+    def lung_method(self) -> str:
+        """What found the lungs, for reports."""
+        if self.lung_model is not None:
+            return f"model {self.lung_model.name}"
+        return "training-free (classic)" if self.options.lungs == "classic" else \
+            "training-free (fallback: no lung model installed)"
+
+    # ------------------------------------------------------------------ model
+    def _forward(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        return batch_probabilities(self.model, x, self.device, self.options.tta_flip)
+
+    def _forward_safely(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """On CUDA out-of-memory: halve the batch, then fall back to the CPU with a warning."""
+        while True:
+            try:
+                return join_batches([self._forward(x[i:i + self.batch_size])
+                                     for i in range(0, len(x), self.batch_size)])
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                if self.batch_size > 1:
+                    self.batch_size //= 2
+                    log.warning("GPU out of memory: batch size lowered to %d", self.batch_size)
+                else:
+                    log.warning("GPU out of memory even for one slice: continuing on the CPU")
+                    self.device = torch.device("cpu")
+                    self.model = self.model.to(self.device, memory_format=torch.channels_last)
+
+    # ------------------------------------------------------------------ volume
+    def segment(self, volume: Volume, progress: ProgressCallback = no_progress,
+                cancel: Optional[CancelToken] = None) -> Segmentation:
+        opts = self.options
+        progress(0, volume.shape[0] + 2, "lungs")  # integer steps: lungs, one per slice with lung, done
+        calibration = resolve_calibration(volume, opts.calibration)
+        lungs = segment_lungs(volume, calibration, cancel=cancel, model=self.lung_model)
+        check(cancel)
+        # LPS views of the stored voxels: slices are converted chunk by chunk (bounded memory)
+        stored, lung_lps = to_lps(volume.array, volume), to_lps(lungs.array, volume)
+        to_space = _lung_space_slices if self.lung_space else _medseg8_slices
+        to_model_space = partial(to_space, space=volume.space, calibration=calibration)
+        # probability maps in the input's geometry, filled through their LPS views
+        probs = ({int(v): np.zeros(volume.shape, np.uint8) for v in self.class_values[1:]}
+                 if opts.keep_probabilities else None)
+        probs_lps = None if probs is None else {v: to_lps(p, volume) for v, p in probs.items()}
+        spacing = lps_spacing_zyx(volume)
+        margin_px = int(round(self.lung_margin_mm / min(spacing[1], spacing[2])))
+        infection, run = self._infection(stored, to_model_space, lung_lps, margin_px, probs_lps, progress, cancel)
+        infection = self._postprocess(infection, lung_lps, spacing, margin_px)
+        labels = compose(lungs.array, from_lps(infection, volume))  # in the input's geometry: one copy
+        progress(run + 2, run + 2, "done")
+        return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs, calibration)
+
+    def _infection(self, stored: np.ndarray, to_model_space: Callable[[np.ndarray], Tuple[np.ndarray, Optional[LetterboxInfo]]],
+                   lungs: np.ndarray, margin_px: int, probs: Optional[Dict[int, np.ndarray]],
+                   progress: ProgressCallback, cancel: Optional[CancelToken]) -> Tuple[np.ndarray, int]:
+        """Per-voxel label values (0, 3, 4) of the model on slices with lung, chunk by chunk;
+        fills ``probs`` (label value -> uint8 map) when given. Labels are computed within the
+        slice's lung box widened by the margin only: post-processing removes all else anyway."""
+        out = np.zeros(stored.shape, np.uint8)
+        todo = np.flatnonzero(lungs.any(axis=(1, 2)))  # (a reshape would copy a permuted view)
+        progress(1, len(todo) + 2, "lungs found")
+        chunk = max(self.batch_size, 32)
+        for done, zs in _chunks(todo, chunk):
+            check(cancel)
+            images, outer = to_model_space(stored[zs])
+            prepared = [prepare(image, self.spec) for image in images]
+            x = torch.from_numpy(np.stack([p for p, _ in prepared])[:, None])
+            probabilities, head = self._forward_safely(x)
+            for i, (z, (_, geom)) in enumerate(zip(zs, prepared)):
+                if head is not None and head[i] < self.options.empty_threshold:
+                    continue
+                if probs is not None:
+                    full = _restore(probabilities[i], geom, outer)
+                    out[z] = self.class_values[full.argmax(axis=0)]
+                    for index, value in enumerate(self.class_values[1:], start=1):
+                        probs[int(value)][z] = np.rint(full[index] * 255.0).astype(np.uint8)
+                else:
+                    _, rows, cols = morph.bounding_box(lungs[z][None], margin_px)
+                    out[z][rows, cols] = self.class_values[_restore(probabilities[i], geom, outer, (rows, cols)).argmax(axis=0)]
+            progress(1 + done + len(zs), len(todo) + 2, f"slice {done + len(zs)}/{len(todo)}")
+        return out, len(todo)
+
+    def _postprocess(self, infection: np.ndarray, lungs: np.ndarray, spacing: Tuple[float, float, float],
+                     margin_px: int) -> np.ndarray:
+        """Keep infection within the lungs dilated in-plane by ``margin_px``; drop islands under
+        min_component_mm3."""
+        infection = infection.copy()
+        outside = (infection > 0) & (lungs == 0)
+        if outside.any():  # the margin only matters around infection outside the lungs
+            box = morph.bounding_box(outside, margin_px)
+            allowed = morph.dilate_inplane(lungs[box] > 0, margin_px)
+            infection[box][outside[box] & ~allowed] = 0
+        voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
+        min_voxels = int(np.ceil(self.options.min_component_mm3 / voxel_mm3))
+        if min_voxels > 1 and infection.any():
+            box = morph.bounding_box(infection > 0)
+            infection[box][morph.small_components(infection[box] > 0, min_voxels)] = 0
+        return infection
+
+
+def compose(lungs: np.ndarray, infection: np.ndarray) -> np.ndarray:
+    """Final label map: lungs 1/2, infection values 3/4 on top (also where the lung masks missed
+    it, e.g. dependent consolidation). ``quantify`` gives each infection voxel its side."""
+    labels = lungs.astype(np.uint8, order="C")  # a new array
+    np.copyto(labels, infection, where=infection > 0)
+    return labels
+
+
+def _medseg8_slices(stored: np.ndarray, space: str, calibration: str) -> Tuple[np.ndarray, None]:
+    """Some stored slices in the models' 8-bit space (``calibration`` resolved for the volume)."""
+    return to_medseg8(Volume(np.asarray(stored), space=space), calibration).array, None
+
+
+def _lung_space_slices(stored: np.ndarray, space: str, calibration: str) -> Tuple[np.ndarray, LetterboxInfo]:
+    """Some stored slices in the lung space (256 px, ``lung_space``) and their letterbox."""
+    if calibration == MEDSEG8:  # 8-bit slices enter the lung space as they are, as in training
+        return slices_to_lung_space(np.asarray(stored), is_hu=False)
+    return slices_to_lung_space(to_hu(Volume(np.asarray(stored), space=space), calibration).array, is_hu=True)
+
+
+def _restore(prob: np.ndarray, geometry, outer: Optional[LetterboxInfo],
+             window: Optional[Tuple[slice, slice]] = None) -> np.ndarray:
+    """Class probabilities on the slice (or ``window``); ``outer``: the lung space's letterbox."""
+    if outer is None:
+        return restore(prob, geometry, window)
+    return unletterbox(restore(prob, geometry), outer, order=1, window=window)
+
+
+def _chunks(indices: np.ndarray, size: int) -> Iterator[Tuple[int, List[int]]]:
+    for start in range(0, len(indices), size):
+        yield start, [int(z) for z in indices[start:start + size]]

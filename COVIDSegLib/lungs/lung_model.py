@@ -1,0 +1,81 @@
+"""The learned lung model on a whole volume: per-voxel lung probability, slice by slice.
+
+Every axial slice (radiological LPS order) goes to the bundle's space (``lung_space``: HU
+clipped, letterboxed to 256 px, per-slice min-max, OpenCV CLAHE), through the 2D network in
+batches, and back onto the slice's own grid. Sides, 3D connectivity and plausibility are
+``lungs3d``'s job.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from ..bundle import ModelBundle, find_bundle, load_bundle
+from ..errors import CovidSegError
+from ..preprocess.lung_space import slices_to_lung_space
+from ..models.fold import fold_batchnorm
+from ..names import DEFAULT_LUNG_MODEL
+from ..inference.predict2d import batch_probabilities, pick_device
+from ..preprocess.transforms import letterbox, unletterbox
+from ..progress import CancelToken, ProgressCallback, check, no_progress
+from ..preprocess.slice_prep import InputSpec
+
+
+def find_lung_bundle(ref: Optional[str] = None) -> Optional[str]:
+    """Path of the lung bundle ``ref`` (default: the bundled ``covidseg_lungs``); None when the
+    default is not installed (a named one that is missing is an error)."""
+    try:
+        return str(find_bundle(ref or DEFAULT_LUNG_MODEL))
+    except CovidSegError:
+        if ref:
+            raise
+        return None
+
+
+def load_lung_model(choice: str = "auto", device: str = "cpu") -> Optional["LungModel"]:
+    """``choice``: "auto" (the bundled lung model when installed, else None: training-free),
+    "classic" (None), or a lung bundle's name or card path."""
+    if choice == "classic":
+        return None
+    path = find_lung_bundle(None if choice == "auto" else choice)
+    return None if path is None else LungModel.load(path, device)
+
+
+class LungModel:
+    """``LungModel(bundle).probabilities(lps_slices, is_hu)``; reusable across volumes."""
+
+    def __init__(self, bundle: ModelBundle, device: str = "cpu", batch_size: int = 16):
+        if bundle.card.get("task") != "lungs":
+            raise CovidSegError(f"{bundle.card_path}: model {bundle.name!r} is not a lung model (task "
+                                f"{bundle.card.get('task')!r})")
+        self.bundle, self.device = bundle, pick_device(device)
+        self.model = fold_batchnorm(bundle.model).to(self.device, memory_format=torch.channels_last).eval()
+        self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
+        self.batch_size = max(1, int(batch_size))
+
+    @classmethod
+    def load(cls, ref: str, device: str = "cpu") -> "LungModel":
+        return cls(load_bundle(ref, "cpu"), device)
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    def probabilities(self, lps: np.ndarray, is_hu: bool, progress: ProgressCallback = no_progress,
+                      cancel: Optional[CancelToken] = None) -> np.ndarray:
+        """Lung probability (uint8, x 255) of every voxel of ``lps`` (LPS order; HU, or 8-bit
+        values when not ``is_hu``)."""
+        out = np.zeros(lps.shape, np.uint8)
+        for start in range(0, len(lps), self.batch_size):
+            check(cancel)
+            zs = slice(start, min(len(lps), start + self.batch_size))
+            spaced, info256 = slices_to_lung_space(np.asarray(lps[zs]), is_hu)
+            x, info = letterbox(spaced, self.spec.size, order=1, pad_value=0.0)  # as slice_prep.prepare
+            x = torch.from_numpy(np.clip(x / 255.0, 0.0, 1.0).astype(np.float32)[:, None])
+            prob, _ = batch_probabilities(self.model, x, self.device)
+            full = unletterbox(unletterbox(prob[:, 1], info, order=1), info256, order=1)
+            out[zs] = np.rint(np.clip(full, 0.0, 1.0) * 255.0).astype(np.uint8)
+            progress(zs.stop, len(lps), f"lung model {zs.stop}/{len(lps)}")
+        return out

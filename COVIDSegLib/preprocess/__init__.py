@@ -1,0 +1,1 @@
+"""Normalise: intensity spaces, windows, crops, resampling and letterboxing for the models."""

@@ -1,0 +1,1 @@
+"""Training: data sets, losses, the trainer, cross-validation and the metrics that judge a model."""

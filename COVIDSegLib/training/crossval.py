@@ -1,0 +1,106 @@
+"""K-fold cross-validation of one training configuration on labelled slices.
+
+Each fold trains on the other folds for the configured epochs (no early stopping and no
+epoch selection: the held-out fold is the test fold and must not choose anything) and scores
+the last model on its held-out slices at full size (``predict2d.score_slice``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .datasets import Sample
+from ..errors import CovidSegError
+from ..io.files import write_csv_rows, write_json
+from .metrics import summarise
+from ..inference.predict2d import forward_probabilities, full_size, score_slice
+from ..progress import CancelToken, ProgressCallback, no_progress
+from ..preprocess.slice_prep import InputSpec
+from .trainer import Trainer, TrainConfig
+from .training_data import PreparedSet, prepare_set
+
+
+def kfold(n: int, k: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(train indices, test indices) of ``k`` folds over ``n`` items after a seeded shuffle;
+    every item is tested exactly once and fold sizes differ by at most one."""
+    if not 2 <= k <= n:
+        raise ValueError(f"need 2 <= k <= n, got k={k}, n={n}")
+    order = np.random.default_rng(seed).permutation(n)
+    folds = np.array_split(order, k)
+    return [(np.sort(np.concatenate(folds[:i] + folds[i + 1:])), np.sort(f)) for i, f in enumerate(folds)]
+
+
+def group_kfold(groups: Sequence, k: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """``kfold`` over groups (patients): each group's items land in one test fold together;
+    groups go, largest first (ties in seeded order), to the fold with the fewest items."""
+    groups = np.asarray([str(g) for g in groups])
+    names, counts = np.unique(groups, return_counts=True)
+    if not 2 <= k <= len(names):
+        raise CovidSegError(f"grouped {k}-fold cross-validation needs 2 <= k <= {len(names)} (the number of groups)")
+    order = np.random.default_rng(seed).permutation(len(names))
+    order = order[np.argsort(-counts[order], kind="stable")]
+    fold_of, load = {}, np.zeros(k, int)
+    for i in order:
+        f = int(np.argmin(load))
+        fold_of[names[i]] = f
+        load[f] += counts[i]
+    fold = np.array([fold_of[g] for g in groups])
+    idx = np.arange(len(groups))
+    return [(idx[fold != f], idx[fold == f]) for f in range(k)]
+
+
+def sample_folds(samples: Sequence[Sample], k: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """Grouped folds when every sample names its group (patient) in ``meta``, else slice folds."""
+    if samples and all("group" in s.meta for s in samples):
+        return group_kfold([s.meta["group"] for s in samples], k, seed)
+    return kfold(len(samples), k, seed)
+
+
+def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, device) -> List[Dict]:
+    """Full-size metric rows (``id`` + metrics) of a model on samples."""
+    return score_prepared(model, prepare_set(samples, spec), task, device)
+
+
+def score_prepared(model, data: PreparedSet, task: str, device) -> List[Dict]:
+    """``score_model`` on samples already prepared at the network's input size."""
+    probs, _ = forward_probabilities(model, data.images, device)
+    return [{"id": s.id, **score_slice(p, s.target, task)}
+            for s, p in zip(data.samples, full_size(probs, data.geometries))]
+
+
+def cross_validate(cfg: TrainConfig, samples: Sequence[Sample], out_dir: Path, k: int = 5,
+                   progress: ProgressCallback = no_progress, cancel: Optional[CancelToken] = None) -> Dict:
+    """Run all folds (resumable: each fold folder holds its checkpoint) and write
+    ``cv_slices.csv`` (one row per held-out slice) and ``cv_summary.json`` (mean, sd per metric)."""
+    out_dir = Path(out_dir)
+    if not 2 <= k <= len(samples):
+        raise CovidSegError(f"{k}-fold cross-validation needs 2 <= k <= {len(samples)} (the number of slices)")
+    spec = InputSpec.from_dict(cfg.input)
+    rows: List[Dict] = []
+    epochs_run = []
+    for i, (train_idx, test_idx) in enumerate(sample_folds(samples, k, cfg.seed)):
+        train = [samples[j] for j in train_idx]
+        test = [samples[j] for j in test_idx]
+        fold_dir = out_dir / f"fold{i}"
+        trainer = Trainer(cfg, fold_dir, _fold_progress(progress, i, k), cancel)
+        test_set = prepare_set(test, spec)  # monitored during training, then scored at full size
+        result = trainer.fit(prepare_set(train, spec, with_alt=trainer.aug.clahe > 0), test_set, select_best=False)
+        epochs_run.append(len(result.history))
+        rows += [{"fold": i, **r} for r in score_prepared(result.model, test_set, cfg.task, trainer.device)]
+        del trainer, result
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    summary = {"k": k, "n_slices": len(samples), "epochs": epochs_run, "config": cfg.to_dict(),
+               "metrics": summarise([{m: v for m, v in r.items() if m not in ("fold", "id")} for r in rows])}
+    write_csv_rows(rows, out_dir / "cv_slices.csv")
+    write_json(summary, out_dir / "cv_summary.json")
+    return summary
+
+
+def _fold_progress(progress: ProgressCallback, fold: int, k: int) -> ProgressCallback:
+    def report(done: int, total: int, message: str) -> None:
+        progress(fold * total + done, k * total, f"fold {fold + 1}/{k} {message}")
+    return report

@@ -1,0 +1,66 @@
+"""The union training set of the infection models v2 (issue 12), all in the lung model's space.
+
+Every slice is brought into the space the public covid19-ct-seg slices were published in
+(``lung_space``: letterbox to 256, per-slice min-max, CLAHE), so MedSeg's 8-bit window, the
+covid19-ct-seg slices and real HU volumes look alike to the network. Targets (3 classes):
+
+* MedSeg slices with a multi-class mask: 0 background, 1 GGO, 2 consolidation (fully labelled);
+* MedSeg slices with a binary mask only, and covid19-ct-seg slices: infection pixels carry
+  ``partial_loss.UNION`` ("GGO or consolidation, not known which");
+* lung-free slices of HU volumes (below the lung bases): all background.
+
+``meta``: ``group`` (patient; each MedSeg slice its own, as its patients are not recorded),
+``source`` (medseg, ctseg, negative) and ``space`` = ``lung``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, List, Sequence
+
+import numpy as np
+
+from .datasets import Sample, load_ct_seg_slices, load_medseg, lung_free_slices
+from ..preprocess.lung_space import SIZE, to_lung_space
+from .partial_loss import UNION
+from ..preprocess.transforms import letterbox
+
+N_CLASSES = 3  # background, GGO, consolidation (UNION is a target value, not an output)
+
+
+def _medseg_in_lung_space(sample: Sample, target: np.ndarray, group: str) -> Sample:
+    image, _ = to_lung_space(sample.image, is_hu=False)
+    boxed, _ = letterbox(np.asarray(target, np.uint8), SIZE, order=0, pad_value=0)
+    return Sample(f"medseg_{sample.id}", image, boxed.astype(np.uint8), sample.source,
+                  {"space": "lung", "group": group, "source": "medseg"})
+
+
+def medseg_samples(root: Path) -> List[Sample]:
+    """MedSeg slices: the multi-class mask where there is one, else the binary mask as UNION."""
+    multi = {s.id: s for s in load_medseg(root, "multiclass")}
+    out = []
+    for s in load_medseg(root, "binary"):
+        target = multi[s.id].target if s.id in multi else np.where(s.target > 0, UNION, 0)
+        out.append(_medseg_in_lung_space(s, target, f"medseg_{s.id}"))
+    return out
+
+
+def ct_seg_samples(root: Path) -> List[Sample]:
+    """covid19-ct-seg slices (already in the lung space): infection as UNION, grouped by patient."""
+    out = []
+    for s in load_ct_seg_slices(root, "binary"):
+        out.append(Sample(f"ctseg_{s.id}", s.image, np.where(s.target > 0, UNION, 0).astype(np.uint8),
+                          s.source, {"space": "lung", "group": f"ctseg_{s.meta['group']}", "source": "ctseg"}))
+    return out
+
+
+def union_samples(medseg: Path, ct_seg: Path, negatives: Iterable[str] = (), repeat_negatives: int = 1) -> List[Sample]:
+    out = medseg_samples(medseg) + ct_seg_samples(ct_seg)
+    for spec in negatives:
+        out += lung_free_slices(spec, repeat_negatives)
+    return out
+
+
+def rows_of(rows: Sequence[dict], source: str) -> List[dict]:
+    """CV rows (``id`` prefixed by source) of one source, e.g. the MedSeg slices the targets use."""
+    prefix = {"medseg": "medseg_", "ctseg": "ctseg_", "negative": "neg_"}[source]
+    return [r for r in rows if str(r["id"]).startswith(prefix)]
