@@ -20,7 +20,9 @@ from COVIDSegLib.preprocess.transforms import unletterbox
 from COVIDSegLib.training.train_run import compute_description, make_card
 from COVIDSegLib.training.trainer import Trainer, TrainConfig
 from COVIDSegLib.training.training_data import prepare_set
-from COVIDSegLib.training.union_data import N_CLASSES, ct_seg_samples, medseg_samples, rows_of
+from COVIDSegLib.training.datasets import Sample
+from COVIDSegLib.training.trainer import epoch_order
+from COVIDSegLib.training.union_data import N_CLASSES, ct_seg_samples, medseg_samples, rows_of, thin_and_weight
 from COVIDSegLib.volume import Volume
 
 from chest_phantom import SPACING, chest_phantom
@@ -107,3 +109,17 @@ def test_a_lung_space_bundle_runs_through_segmentation(shared_data, ct_seg, tmp_
     expected = unletterbox(restore(prob, geometry), outer, order=1)
     got = to_lps(out.probabilities[3], volume)[z] / 255.0
     assert np.abs(got - expected[1]).max() <= 1.0 / 255 + 1e-4
+
+
+def test_thinning_keeps_every_nth_slice_per_patient_and_medseg_is_repeated():
+    def sample(i, source, group):
+        return Sample(f"{source}_{i}", np.zeros((4, 4), np.float32), np.zeros((4, 4), np.uint8), "x",
+                      {"source": source, "group": group})
+    samples = ([sample(i, "ctseg", "ctseg_1") for i in range(7)] + [sample(i, "ctseg", "ctseg_2") for i in range(7, 9)]
+               + [sample(0, "medseg", "medseg_0"), sample(0, "neg", "neg_a")])
+    kept = thin_and_weight(samples, ct_seg_every=3, repeat_medseg=4)
+    assert [s.id for s in kept] == ["ctseg_0", "ctseg_3", "ctseg_6", "ctseg_7", "medseg_0", "neg_0"]
+    data = prepare_set(kept, InputSpec(size=4, crop_body=False))
+    order = epoch_order(data, torch.Generator().manual_seed(0)).tolist()
+    assert sorted(order) == [0, 1, 2, 3, 4, 4, 4, 4, 5]  # the MedSeg slice 4x per epoch, the rest once
+    assert [s.id for s in thin_and_weight(samples)] == [s.id for s in samples]

@@ -30,7 +30,7 @@ from COVIDSegLib.preprocess.slice_prep import InputSpec  # noqa: E402
 from COVIDSegLib.training.train_run import compute_description, keep_clean, make_card, stamped_progress  # noqa: E402
 from COVIDSegLib.training.trainer import Trainer, TrainConfig  # noqa: E402
 from COVIDSegLib.training.training_data import prepare_set  # noqa: E402
-from COVIDSegLib.training.union_data import N_CLASSES, rows_of, union_samples  # noqa: E402
+from COVIDSegLib.training.union_data import N_CLASSES, rows_of, thin_and_weight, union_samples  # noqa: E402
 
 AUGMENT = {"flip": 0.5, "rotate_deg": 15.0, "scale": [0.8, 1.25], "translate": 0.08, "elastic": 0.3,
            "elastic_alpha": 0.03, "elastic_grid": 6, "window_hu": 60.0, "gamma": [0.75, 1.35], "clahe": 0.0}
@@ -43,21 +43,6 @@ def config(args) -> TrainConfig:
         "augment": AUGMENT, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "schedule": "cosine", "min_lr": args.lr / 100, "patience": 0, "seed": 0, "device": args.device,
         "max_steps": args.max_steps})
-
-
-def thin_and_weight(samples: list, ct_seg_every: int, repeat_medseg: int) -> list:
-    """Every Nth covid19-ct-seg slice (neighbours are near copies), MedSeg seen K times per epoch."""
-    kept, seen = [], {}
-    for s in samples:
-        source = s.meta["source"]
-        if source == "ctseg":
-            seen[s.meta["group"]] = n = seen.get(s.meta["group"], -1) + 1
-            if n % ct_seg_every:
-                continue
-        if source == "medseg" and repeat_medseg > 1:
-            s.meta["repeat"] = repeat_medseg
-        kept.append(s)
-    return kept
 
 
 def cv_by_source(cv_dir: Path) -> dict:

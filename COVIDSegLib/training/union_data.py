@@ -60,6 +60,21 @@ def union_samples(medseg: Path, ct_seg: Path, negatives: Iterable[str] = (), rep
     return out
 
 
+def thin_and_weight(samples: Sequence[Sample], ct_seg_every: int = 1, repeat_medseg: int = 1) -> List[Sample]:
+    """Every Nth covid19-ct-seg slice (neighbours are near copies), MedSeg seen K times per epoch."""
+    kept, seen = [], {}
+    for s in samples:
+        source = s.meta["source"]
+        if source == "ctseg":
+            seen[s.meta["group"]] = n = seen.get(s.meta["group"], -1) + 1
+            if n % ct_seg_every:
+                continue
+        if source == "medseg" and repeat_medseg > 1:
+            s.meta["repeat"] = repeat_medseg
+        kept.append(s)
+    return kept
+
+
 def rows_of(rows: Sequence[dict], source: str) -> List[dict]:
     """CV rows (``id`` prefixed by source) of one source, e.g. the MedSeg slices the targets use."""
     prefix = {"medseg": "medseg_", "ctseg": "ctseg_", "negative": "neg_"}[source]
