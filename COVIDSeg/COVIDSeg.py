@@ -274,7 +274,7 @@ class COVIDSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), "Folder of chest CT files or DICOM series")
         if not folder or not self._requirementsReady():
             return
-        from COVIDSegLib.io.files import folder_inputs
+        from COVIDSegLib.io.paths import folder_inputs
 
         inputs, outDir = folder_inputs(folder), self._parameterNode.batchOutputFolder
         processor, options = self.logic.processor(), self.logic.options(self._parameterNode)

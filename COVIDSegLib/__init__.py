@@ -1,7 +1,7 @@
 """COVIDSegLib: COVID-19 lung and infection segmentation of chest CT (pure Python)."""
 __version__ = "0.6.0"
 
-from .errors import CovidSegError, InputError, IntensityError, Cancelled  # noqa: F401,E402
+from .errors import Cancelled, CovidSegError, InputError, IntensityError  # noqa: F401,E402
 
 _FROM_VOLUME = ("Volume", "HU", "MEDSEG8")  # imported on first use: the CLI starts without numpy/SimpleITK
 

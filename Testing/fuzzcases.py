@@ -134,9 +134,9 @@ def make_case(index: int, root: Path) -> Path:
 
 def read_case(path: Path) -> str:
     """'ok' when the input is usable; raises the project's errors (or, for a defect, anything else)."""
-    from COVIDSegLib.preprocess.intensity import resolve_calibration
     from COVIDSegLib.io.files import read_volume
     from COVIDSegLib.io.validate import check_volume
+    from COVIDSegLib.preprocess.intensity import resolve_calibration
     volume = check_volume(read_volume(path))
     resolve_calibration(volume)
     return "ok"

@@ -19,13 +19,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from COVIDSegLib.cli.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, main
+from COVIDSegLib.errors import shown
+from COVIDSegLib.io.paths import LUNGS_OUTPUTS
+
 from badheaders import HOSTILE_INPUTS
 from badinputs import BAD_INPUTS
 from chest_phantom import SPACING, chest_phantom
 from cli_helpers import assert_one_error_line, digest, files_in
-from COVIDSegLib.cli.commands import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, main
-from COVIDSegLib.errors import shown
-from COVIDSegLib.io.files import LUNGS_OUTPUTS
 
 CORPUS = {**BAD_INPUTS, **HOSTILE_INPUTS}
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "Samples" / "lungmask_chest_ct_2slices.nii.gz"
@@ -210,6 +211,7 @@ def test_multi_frame_dicom_is_read_as_one_volume(tmp_path):
 def test_a_nifti_with_a_long_header_extension_is_read(tmp_path):
     """Found by fuzzing: the header check must not read extensions as part of the header."""
     import nibabel as nib
+
     from COVIDSegLib.io.files import read_volume
     array = np.random.default_rng(0).integers(-1000, 400, (16, 16, 4)).astype(np.int16)
     image = nib.Nifti1Image(array, np.diag([0.7, 0.7, 2.5, 1.0]))

@@ -18,14 +18,15 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import SHARED_DATA
 from COVIDSegLib.bundle import FORMAT, find_bundle, list_bundles, load_bundle, save_bundle
 from COVIDSegLib.cli.commands import main
 from COVIDSegLib.errors import CovidSegError, InputError
-from COVIDSegLib.training.evaluate import evaluate_files, pair_files, score_pair
 from COVIDSegLib.models.registry import build_model, count_parameters
+from COVIDSegLib.training.evaluate import evaluate_files, pair_files, score_pair
 from COVIDSegLib.training.train_run import make_card
 from COVIDSegLib.training.trainer import TrainConfig
+
+from conftest import SHARED_DATA
 
 ARCHITECTURES = ["cbam_pspnet", "resnet18_unet", "resnet34_scse_mt", "tv_unet", "unet", "unetpp", "xr_msf_unet"]
 NAME = "tiny_test_bundle"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import run
 from COVIDSegLib.bundle import BUNDLED_DIR, load_bundle
+
+from cli_helpers import run
 
 NAME = "covidseg_binary"
 BROKEN = {
@@ -56,6 +57,7 @@ def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(tmp_path):
     import os
     import subprocess
     import sys
+
     from COVIDSegLib.report.outputs import STAGING_PREFIX, OutputSet
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     stale = tmp_path / f"{STAGING_PREFIX}{dead.stdout.strip()}-abc"

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from badinputs import make_corrupt
-from cli_helpers import assert_one_error_line, digest, files_in, run
-from chest_phantom import SPACING, chest_phantom
 from COVIDSegLib.cli.commands import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from COVIDSegLib.io.files import read_volume
+
+from badinputs import make_corrupt
+from chest_phantom import SPACING, chest_phantom
+from cli_helpers import assert_one_error_line, digest, files_in, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "Resources" / "Samples"

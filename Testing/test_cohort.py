@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from COVIDSegLib.jobs.workers import default_workers, threads_per_worker
+
 from chest_phantom import SPACING, chest_phantom
 from cli_helpers import files_in, run
-from COVIDSegLib.jobs.workers import default_workers, threads_per_worker
 
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "Samples" / "lungmask_chest_ct_2slices.nii.gz"
 GIB = 1024**3

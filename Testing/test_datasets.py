@@ -10,10 +10,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from COVIDSegLib.training.datasets import (Sample, filter_quality, load_ct_seg, load_dataset, load_medseg,
-                                  quality_problem, write_quality_log)
 from COVIDSegLib.errors import CovidSegError, InputError
 from COVIDSegLib.preprocess.intensity import hu_to_medseg8
+from COVIDSegLib.training.datasets import (Sample, filter_quality, load_ct_seg, load_dataset, load_medseg,
+                                           quality_problem, write_quality_log)
 
 
 @lru_cache(maxsize=None)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from test_preprocess import SAMPLE_CT, read_png, rotation
 from COVIDSegLib.preprocess.transforms import CropBox, body_box, resample_inplane
 from COVIDSegLib.volume import Volume
+
+from test_preprocess import SAMPLE_CT, read_png, rotation
 
 
 def _body_box_sitk(a: np.ndarray, margin: int = 4) -> CropBox:
@@ -29,8 +30,8 @@ def _body_box_sitk(a: np.ndarray, margin: int = 4) -> CropBox:
 def test_body_box_equals_simpleitk_formulation_on_real_slices(shared_data):
     """The numpy/scipy body_box gives the very boxes of the SimpleITK pipeline it replaced
     (the crops the shipped models were trained on), on every real MedSeg slice and HU slices."""
-    from COVIDSegLib.preprocess.intensity import to_medseg8
     from COVIDSegLib.io.files import read_volume
+    from COVIDSegLib.preprocess.intensity import to_medseg8
     slices = [read_png(p).astype(np.float32) for p in sorted((shared_data / "medseg100" / "images").glob("*.png"))]
     sample = to_medseg8(read_volume(SAMPLE_CT))
     slices += list(sample.array) + [sample.array[0] + np.random.default_rng(1).normal(0, 5, sample.shape[1:])]

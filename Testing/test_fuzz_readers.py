@@ -8,8 +8,9 @@ import warnings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzzcases import make_case, read_case
 from COVIDSegLib.errors import CovidSegError
+
+from fuzzcases import make_case, read_case
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

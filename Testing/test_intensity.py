@@ -7,24 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from chest_phantom import chest_phantom
 from COVIDSegLib.errors import CovidSegError, IntensityError
-from COVIDSegLib.preprocess.intensity import (
-    MEDSEG_WINDOW_HI_HU,
-    MEDSEG_WINDOW_LO_HU,
-    detect_space,
-    hu_to_medseg8,
-    medseg8_to_hu,
-    parse_calibration,
-    tissue_peaks,
-    to_hu,
-    to_medseg8,
-)
 from COVIDSegLib.io.files import read_volume
 from COVIDSegLib.lungs.segment import segment_lungs
+from COVIDSegLib.preprocess.intensity import (MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU, detect_space, hu_to_medseg8,
+                                              medseg8_to_hu, parse_calibration, tissue_peaks, to_hu, to_medseg8)
 from COVIDSegLib.volume import HU, MEDSEG8, Volume
+
+from chest_phantom import chest_phantom
 
 FAST = settings(max_examples=200, deadline=None)
 INTENSITY_DATA = Path(__file__).resolve().parents[1] / "docs" / "INTENSITY_DATA.json"

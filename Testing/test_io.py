@@ -10,22 +10,16 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from badinputs import BAD_INPUTS, SPACING, make_2d_nifti
-from test_preprocess import rotation
 from COVIDSegLib import labels as L
 from COVIDSegLib.errors import CovidSegError, InputError
-from COVIDSegLib.io.files import (
-    atomic_path,
-    from_nibabel,
-    read_seg_nrrd,
-    read_volume,
-    stem_of,
-    to_nibabel,
-    write_labels,
-    write_seg_nrrd,
-)
+from COVIDSegLib.io.files import (atomic_path, from_nibabel, read_seg_nrrd, read_volume, to_nibabel, write_labels,
+                                  write_seg_nrrd)
+from COVIDSegLib.io.paths import stem_of
 from COVIDSegLib.io.validate import available_memory, check_size, check_volume
 from COVIDSegLib.volume import HU, MEDSEG8, Volume
+
+from badinputs import BAD_INPUTS, SPACING, make_2d_nifti
+from test_preprocess import rotation
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 

@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from COVIDSegLib.errors import CovidSegError
 from COVIDSegLib.training import losses as L
 from COVIDSegLib.training import metrics as M
-from COVIDSegLib.errors import CovidSegError
 
 # ---------------------------------------------------------------- metrics
 

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from chest_phantom import SPACING, TOP_TRACHEA_SLICES, ChestPhantom, chest_phantom
 from COVIDSegLib.errors import Cancelled
-from COVIDSegLib.preprocess.intensity import to_hu
 from COVIDSegLib.io.files import read_volume
 from COVIDSegLib.labels import LEFT_LUNG, RIGHT_LUNG
 from COVIDSegLib.lungs.segment import LungParams, segment_lungs
+from COVIDSegLib.preprocess.intensity import to_hu
 from COVIDSegLib.progress import CancelToken
 from COVIDSegLib.volume import Volume
+
+from chest_phantom import SPACING, TOP_TRACHEA_SLICES, ChestPhantom, chest_phantom
 
 # MedSeg slices where >= 90 % of the expert infection mask currently lies inside the predicted
 # lungs (measured on all 52: 40 reach 0.9; these have large masks, 21k..53k pixels, and 0.98..1.0).
@@ -207,6 +208,7 @@ def test_cropped_inplane_morphology_equals_whole_image(seed):
     """closing_inplane / dilate_inplane work on the mask's bounding box; results must equal the
     whole-image SimpleITK operations, also for masks touching the image border."""
     import SimpleITK as sitk
+
     from COVIDSegLib import morphology as morph
     rng = np.random.default_rng(seed)
     mask = np.zeros((4, 60, 70), bool)
@@ -223,6 +225,7 @@ def test_cropped_inplane_morphology_equals_whole_image(seed):
 @pytest.mark.parametrize("radius", [1, 2, 4])
 def test_rectangle_decomposed_ball_morphology_equals_simpleitk(radius):
     import SimpleITK as sitk
+
     from COVIDSegLib import morphology as morph
     mask = np.random.default_rng(radius).random((3, 40, 50)) > 0.4
     mask[:, :5] = True  # foreground touching the border: erosion counts outside as foreground
@@ -236,6 +239,7 @@ def test_rectangle_decomposed_ball_morphology_equals_simpleitk(radius):
 @pytest.mark.parametrize("radius", [1, 2, 3])
 def test_opening_inplane_equals_simpleitk(radius):
     import SimpleITK as sitk
+
     from COVIDSegLib import morphology as morph
     rng = np.random.default_rng(radius)
     mask = rng.random((3, 50, 60)) > 0.35
@@ -248,6 +252,7 @@ def test_opening_inplane_equals_simpleitk(radius):
 
 def test_fill_holes_per_slice_equals_simpleitk_per_slice():
     import SimpleITK as sitk
+
     from COVIDSegLib import morphology as morph
     rng = np.random.default_rng(5)
     mask = np.zeros((3, 40, 50), bool)
@@ -326,6 +331,7 @@ def test_resampling_stored_voxels_first_gives_the_same_lungs(name):
     """segment_lungs resamples the stored voxels (slab by slab, unrounded) and converts the coarse
     grid to HU, instead of converting the whole volume first: the same lungs."""
     from pathlib import Path
+
     from COVIDSegLib.lungs.segment import _segment_grid
     from COVIDSegLib.preprocess.transforms import resample_inplane, restore_inplane
     from COVIDSegLib.progress import no_progress

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from COVIDSegLib.training.crossval import group_kfold
 from COVIDSegLib.labels import LEFT_LUNG, RIGHT_LUNG
-from COVIDSegLib.preprocess.lung_space import SIZE, clahe_opencv, to_lung_space
 from COVIDSegLib.lungs.lungs3d import lungs_from_mask
+from COVIDSegLib.preprocess.lung_space import SIZE, clahe_opencv, to_lung_space
+from COVIDSegLib.training.crossval import group_kfold
 
 # sha256 of cv2.createCLAHE(...).apply(image) (opencv-python-headless 5.0.0) for ``_clahe_image``
 OPENCV_CLAHE_7_8 = "d5dab38dd52ed7849d918d2e0cda96cb8c9fbb909e49dee9e82125c59d9a1888"

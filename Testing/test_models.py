@@ -54,6 +54,7 @@ def test_fold_batchnorm_same_outputs_fewer_layers(name):
     """Folding each BatchNorm into its convolution (inference only) keeps the outputs and leaves
     the original model untouched."""
     from torch import nn
+
     from COVIDSegLib.models.fold import fold_batchnorm
     model = small(name, out_channels=3).train()
     with torch.no_grad():  # non-trivial running statistics

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from COVIDSegGUI import batch, job, models, paths
-from COVIDSegLib.io.files import folder_inputs
 from COVIDSegLib.errors import Cancelled, CovidSegError, InputError
+from COVIDSegLib.io.paths import folder_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "Resources" / "Models"
@@ -195,6 +195,7 @@ def _run(scene_batch):
 
 def test_scene_batch_runs_each_volume_and_records_failures(slicer_env):
     from COVIDSegSlicer import processing as P
+
     from slicer_fakes import FakeSegmenter, factory_of
 
     good = slicer_env.load_volume(SAMPLE, "chest")
@@ -212,6 +213,7 @@ def test_scene_batch_runs_each_volume_and_records_failures(slicer_env):
 
 def test_scene_batch_cancel_leaves_the_rest_unstarted_and_the_scene_unchanged(slicer_env):
     from COVIDSegSlicer import processing as P
+
     from slicer_fakes import FakeSegmenter, factory_of
 
     nodes = [slicer_env.load_volume(SAMPLE, f"chest{i}") for i in range(3)]
@@ -231,6 +233,7 @@ def test_scene_batch_cancel_leaves_the_rest_unstarted_and_the_scene_unchanged(sl
 
 def test_scene_batch_apply_failure_is_one_failed_row(slicer_env):
     from COVIDSegSlicer import processing as P
+
     from slicer_fakes import FakeSegmenter, factory_of
 
     node = slicer_env.load_volume(SAMPLE, "chest")

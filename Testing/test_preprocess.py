@@ -7,14 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from COVIDSegLib.errors import Cancelled
-from COVIDSegLib.preprocess.transforms import (
-    CropBox, body_box, clahe, crop, letterbox, normalise_zscore, resample_inplane,
-    restore_inplane, uncrop, unletterbox, window,
-)
+from COVIDSegLib.preprocess.transforms import (CropBox, body_box, clahe, crop, letterbox, normalise_zscore,
+                                               resample_inplane, restore_inplane, uncrop, unletterbox, window)
 from COVIDSegLib.progress import CancelToken
 from COVIDSegLib.volume import Volume
 

@@ -151,6 +151,7 @@ def test_slab_by_slab_counting_does_not_change_the_report(monkeypatch):
     """quantify works through slabs of slices (bounded memory): the report must be the same for
     any slab size, here on an oblique volume with infection on both sides."""
     import COVIDSegLib.quantify.measure as q
+
     from test_preprocess import rotation
     a = two_lungs(z=40)
     a[25:40, 5:15, 42:50] = 3

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from test_cohort import cohort_table, labels_and_report
 
 from chest_phantom import SPACING, chest_phantom
 from cli_helpers import run
-from test_cohort import cohort_table, labels_and_report
 
 ray = pytest.importorskip("ray", reason="Ray is the optional 'cluster' extra: pip install -e \".[cluster]\"")
 

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
 from test_cli import SAMPLES, assert_one_error_line, assert_same_geometry, assert_valid_png, digest, run
+
 from COVIDSegLib.bundle import load_bundle
-from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
-from COVIDSegLib.io.orientation import from_lps, to_lps
 from COVIDSegLib.cli.commands import main
-from COVIDSegLib.io.files import read_seg_nrrd, read_volume, stem_of
+from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
+from COVIDSegLib.io.files import read_seg_nrrd, read_volume
+from COVIDSegLib.io.orientation import from_lps, to_lps
+from COVIDSegLib.io.paths import stem_of
 from COVIDSegLib.training.metrics import binary_metrics
 
 CT = SAMPLES / "lungmask_chest_ct_2slices.nii.gz"
@@ -172,8 +173,9 @@ def test_postprocess_margin_and_small_components(segmenter):
 def test_to_lps_views_equal_dicomorient(seed):
     """to_lps/from_lps are zero-copy views that reproduce sitk.DICOMOrient(…, "LPS") exactly,
     for axis-aligned directions with any permutation/flip and for oblique ones."""
-    from test_preprocess import rotation
     from COVIDSegLib.volume import Volume
+
+    from test_preprocess import rotation
     rng = np.random.default_rng(seed)
     perm = np.eye(3)[rng.permutation(3)] * rng.choice([-1.0, 1.0], 3)
     direction = perm if seed < 3 else perm @ np.asarray(rotation(*rng.uniform(-0.3, 0.3, 3))).reshape(3, 3)

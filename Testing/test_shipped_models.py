@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from COVIDSegLib.bundle import BUNDLED_DIR, load_bundle, read_card
-from COVIDSegLib.training.crossval import score_model
-from COVIDSegLib.training.datasets import Sample
 from COVIDSegLib.io.files import read_volume
 from COVIDSegLib.preprocess.slice_prep import InputSpec
+from COVIDSegLib.training.crossval import score_model
+from COVIDSegLib.training.datasets import Sample
 
 SAMPLES = Path(__file__).resolve().parents[1] / "Resources" / "Samples"
 SHIPPED = {"covidseg_binary": "binary", "covidseg_multiclass": "multiclass"}

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from COVIDSegLib.training.augment import AugmentConfig, augment, intensity, spatial
-from COVIDSegLib.training.datasets import load_medseg
 from COVIDSegLib.preprocess.intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU
 from COVIDSegLib.preprocess.slice_prep import InputSpec, prepare, prepare_labels, restore
+from COVIDSegLib.training.augment import AugmentConfig, augment, intensity, spatial
+from COVIDSegLib.training.datasets import load_medseg
 
 W = MEDSEG_WINDOW_HI_HU - MEDSEG_WINDOW_LO_HU
 IDENTITY = AugmentConfig(flip=0.0, rotate_deg=0.0, scale=(1.0, 1.0), translate=0.0, elastic=0.0,

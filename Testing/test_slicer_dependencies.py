@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from COVIDSegSlicer.dependencies import (
-    PROVIDED_BY_SLICER, REQUIREMENTS, missing_requirements, pip_requirements_to_install)
+from COVIDSegSlicer.dependencies import (PROVIDED_BY_SLICER, REQUIREMENTS, missing_requirements,
+                                         pip_requirements_to_install)
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 

@@ -12,6 +12,7 @@ from COVIDSegSlicer import effect_logic as E  # noqa: E402
 from COVIDSegSlicer.processing import ProcessOptions, SceneProcessor  # noqa: E402
 from COVIDSegSlicer.segmentation_output import labels_to_segmentation  # noqa: E402
 from COVIDSegSlicer.volume_bridge import image_on_volume_grid, ras_matrix, segment_mask, volume_from_node  # noqa: E402
+
 from slicer_fakes import FakeSegmenter, factory_of, fake_labels  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

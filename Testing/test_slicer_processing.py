@@ -20,6 +20,7 @@ from COVIDSegLib.quantify.measure import quantify  # noqa: E402
 from COVIDSegSlicer import processing as P  # noqa: E402
 from COVIDSegSlicer.segmentation_output import labels_from_segmentation  # noqa: E402
 from COVIDSegSlicer.volume_bridge import ras_matrix, segment_mask, volume_from_node  # noqa: E402
+
 from slicer_fakes import FakeSegmenter, factory_of  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

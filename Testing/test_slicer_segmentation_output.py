@@ -8,12 +8,13 @@ pytest.importorskip("slicer", reason="PyPI slicer-core (the test extra) is not i
 
 import slicer  # noqa: E402
 
-from chest_phantom import SPACING, chest_phantom  # noqa: E402
 from COVIDSegLib.lungs.segment import segment_lungs  # noqa: E402
 from COVIDSegSlicer.segmentation_output import labels_from_segmentation, labels_to_segmentation  # noqa: E402
 from COVIDSegSlicer.segments import specs_for  # noqa: E402
-from COVIDSegSlicer.volume_bridge import (  # noqa: E402
-    ijk_to_ras, image_array, labels_volume, segment_mask, volume_from_node)
+from COVIDSegSlicer.volume_bridge import (ijk_to_ras, image_array, labels_volume, segment_mask,  # noqa: E402
+                                          volume_from_node)
+
+from chest_phantom import SPACING, chest_phantom  # noqa: E402
 from slicer_fakes import fake_labels  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "Samples" / "lungmask_chest_ct_2slices.nii.gz"

@@ -8,8 +8,8 @@ pytest.importorskip("slicer", reason="PyPI slicer-core (the test extra) is not i
 
 from COVIDSegLib.errors import InputError  # noqa: E402
 from COVIDSegLib.io.files import read_volume  # noqa: E402
-from COVIDSegSlicer.volume_bridge import (  # noqa: E402
-    ijk_to_ras, image_array, labels_volume, ras_matrix, segment_mask, volume_from_node)
+from COVIDSegSlicer.volume_bridge import (ijk_to_ras, image_array, labels_volume, ras_matrix,  # noqa: E402
+                                          segment_mask, volume_from_node)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "Resources" / "Samples" / "lungmask_chest_ct_2slices.nii.gz"
 OBLIQUE = np.array([[-0.6, 0.3, 0.0, 12.5],   # rotated about S, spacing 0.67/0.67/2, RAS

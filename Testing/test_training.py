@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 import COVIDSegLib.training.trainer as trainer_mod
+from COVIDSegLib.errors import CovidSegError
+from COVIDSegLib.preprocess.slice_prep import InputSpec
+from COVIDSegLib.progress import CancelToken
 from COVIDSegLib.training.crossval import cross_validate, kfold
 from COVIDSegLib.training.datasets import Sample, load_medseg
-from COVIDSegLib.errors import CovidSegError
 from COVIDSegLib.training.losses import build_loss, multitask_loss
-from COVIDSegLib.progress import CancelToken
-from COVIDSegLib.preprocess.slice_prep import InputSpec
-from COVIDSegLib.training.trainer import Trainer, TrainConfig
+from COVIDSegLib.training.trainer import TrainConfig, Trainer
 from COVIDSegLib.training.training_data import PreparedSet, prepare_set
 
 UNET = {"name": "unet", "base": 4}

@@ -8,20 +8,18 @@ import pytest
 import torch
 
 from COVIDSegLib.bundle import load_bundle, save_bundle
-from COVIDSegLib.training.datasets import filter_quality
-from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
-from COVIDSegLib.training.losses import build_loss
-from COVIDSegLib.preprocess.lung_space import SIZE, slices_to_lung_space
-from COVIDSegLib.io.orientation import to_lps
-from COVIDSegLib.training.partial_loss import UNION, partial_label_loss
 from COVIDSegLib.inference.predict2d import score_slice
+from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
+from COVIDSegLib.io.orientation import to_lps
+from COVIDSegLib.preprocess.lung_space import SIZE, slices_to_lung_space
 from COVIDSegLib.preprocess.slice_prep import InputSpec, prepare, restore
 from COVIDSegLib.preprocess.transforms import unletterbox
+from COVIDSegLib.training.datasets import Sample, filter_quality
+from COVIDSegLib.training.losses import build_loss
+from COVIDSegLib.training.partial_loss import UNION, partial_label_loss
 from COVIDSegLib.training.train_run import compute_description, make_card
-from COVIDSegLib.training.trainer import Trainer, TrainConfig
+from COVIDSegLib.training.trainer import TrainConfig, Trainer, epoch_order
 from COVIDSegLib.training.training_data import prepare_set
-from COVIDSegLib.training.datasets import Sample
-from COVIDSegLib.training.trainer import epoch_order
 from COVIDSegLib.training.union_data import N_CLASSES, ct_seg_samples, medseg_samples, rows_of, thin_and_weight
 from COVIDSegLib.volume import Volume
 

@@ -22,10 +22,10 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from COVIDSegLib.preprocess.intensity import to_hu  # noqa: E402
 from COVIDSegLib.io.files import read_volume  # noqa: E402
 from COVIDSegLib.lungs.lung_model import load_lung_model  # noqa: E402
 from COVIDSegLib.lungs.segment import segment_lungs  # noqa: E402
+from COVIDSegLib.preprocess.intensity import to_hu  # noqa: E402
 from COVIDSegLib.report.overlay import save_overlay  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,10 +23,10 @@ from safetensors.torch import load_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from COVIDSegLib.bundle import ModelBundle  # noqa: E402
-from COVIDSegLib.training.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_medseg  # noqa: E402
 from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter  # noqa: E402
-from COVIDSegLib.training.metrics import binary_metrics, summarise  # noqa: E402
 from COVIDSegLib.models.registry import build_model  # noqa: E402
+from COVIDSegLib.training.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_medseg  # noqa: E402
+from COVIDSegLib.training.metrics import binary_metrics, summarise  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig  # noqa: E402
 from COVIDSegLib.volume import MEDSEG8, Volume  # noqa: E402
 

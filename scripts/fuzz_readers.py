@@ -30,6 +30,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "Testing")]
 def worker(first: int, last: int, root: Path) -> None:
     """Run cases first..last-1, reporting on stdout; native stderr goes to a file checked per case."""
     from COVIDSegLib.errors import CovidSegError
+
     from fuzzcases import make_case, read_case
     noise = root / "stderr.txt"
     handle = os.open(noise, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)

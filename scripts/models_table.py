@@ -44,6 +44,7 @@ def table(run_dir: Path, prefix: str = "") -> str:
 def paired(run_dir: Path, best: str) -> str:
     """Per-slice Dice of ``best`` minus each other architecture: mean, wins, Wilcoxon signed-rank p."""
     import csv
+
     import numpy as np
     from scipy.stats import wilcoxon
 

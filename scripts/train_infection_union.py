@@ -23,12 +23,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from COVIDSegLib.bundle import save_bundle  # noqa: E402
-from COVIDSegLib.training.crossval import cross_validate  # noqa: E402
 from COVIDSegLib.io.files import write_json  # noqa: E402
-from COVIDSegLib.training.metrics import summarise  # noqa: E402
 from COVIDSegLib.preprocess.slice_prep import InputSpec  # noqa: E402
+from COVIDSegLib.training.crossval import cross_validate  # noqa: E402
+from COVIDSegLib.training.metrics import summarise  # noqa: E402
 from COVIDSegLib.training.train_run import compute_description, keep_clean, make_card, stamped_progress  # noqa: E402
-from COVIDSegLib.training.trainer import Trainer, TrainConfig  # noqa: E402
+from COVIDSegLib.training.trainer import TrainConfig, Trainer  # noqa: E402
 from COVIDSegLib.training.training_data import prepare_set  # noqa: E402
 from COVIDSegLib.training.union_data import N_CLASSES, rows_of, thin_and_weight, union_samples  # noqa: E402
 

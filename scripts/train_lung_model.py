@@ -25,13 +25,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from COVIDSegLib.bundle import save_bundle  # noqa: E402
+from COVIDSegLib.io.files import write_json  # noqa: E402
+from COVIDSegLib.preprocess.slice_prep import InputSpec  # noqa: E402
 from COVIDSegLib.training.crossval import cross_validate  # noqa: E402
 from COVIDSegLib.training.datasets import load_ct_seg_slices, lung_free_slices  # noqa: E402
-from COVIDSegLib.io.files import write_json  # noqa: E402
 from COVIDSegLib.training.metrics import summarise  # noqa: E402
-from COVIDSegLib.preprocess.slice_prep import InputSpec  # noqa: E402
 from COVIDSegLib.training.train_run import compute_description, keep_clean, make_card, stamped_progress  # noqa: E402
-from COVIDSegLib.training.trainer import Trainer, TrainConfig  # noqa: E402
+from COVIDSegLib.training.trainer import TrainConfig, Trainer  # noqa: E402
 from COVIDSegLib.training.training_data import prepare_set  # noqa: E402
 
 CONFIG = {

@@ -16,6 +16,7 @@ from COVIDSegSlicer.volume_bridge import volume_from_node
 
 from .job import BackgroundJob, Work, error_message
 
+
 def _failed(name: str, seconds: float, error: BaseException) -> library_batch.BatchRow:
     return library_batch.BatchRow(name, library_batch.FAILED, seconds, error=error_message(error))
 

@@ -15,16 +15,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from COVIDSegLib.jobs import batch
-from COVIDSegLib.jobs.pipeline import FileOptions, segment_file
 from COVIDSegLib.bundle import default_model
-from COVIDSegLib.report.cohort import write_cohort
 from COVIDSegLib.errors import Cancelled, CovidSegError, user_message
 from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
-from COVIDSegLib.io.files import stem_of
+from COVIDSegLib.io.paths import stem_of
+from COVIDSegLib.io.validate import check_volume
+from COVIDSegLib.jobs import batch
+from COVIDSegLib.jobs.pipeline import FileOptions, segment_file
 from COVIDSegLib.progress import CancelToken, ProgressCallback, check, no_progress
 from COVIDSegLib.quantify.measure import Report, quantify, summary_columns
-from COVIDSegLib.io.validate import check_volume
+from COVIDSegLib.report.cohort import write_cohort
 from COVIDSegLib.volume import Volume
 
 from .report_table import make_table, report_to_table

@@ -16,7 +16,7 @@ from COVIDSegLib.volume import Volume
 
 from .hierarchy import place_beside
 from .segments import SegmentSpec, specs_for
-from .volume_bridge import image_on_volume_grid, ijk_to_ras, labels_volume, ras_matrix, segment_mask
+from .volume_bridge import ijk_to_ras, image_on_volume_grid, labels_volume, ras_matrix, segment_mask
 
 TASK_ATTRIBUTE = "COVIDSeg.task"
 # Every segment ID COVIDSeg writes (both tasks): the ones a re-run replaces.

@@ -12,7 +12,6 @@ import os
 
 import qt
 import slicer
-
 from SegmentEditorEffects import AbstractScriptedSegmentEditorEffect
 
 CLASS_TITLES = {"infection": "Infection (GGO and consolidation)", "ggo": "Ground-glass opacity",

@@ -128,11 +128,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_model(args: argparse.Namespace):
     from ..bundle import load_bundle
+    from ..inference.predict2d import pick_device
+    from ..preprocess.slice_prep import InputSpec
     from ..training.crossval import score_model
     from ..training.datasets import class_keyed, is_ct_seg_slices, load_filtered, table_classes
     from ..training.metrics import summarise
-    from ..inference.predict2d import pick_device
-    from ..preprocess.slice_prep import InputSpec
     device = pick_device(args.device)
     bundle = load_bundle(args.model, device)
     task = bundle.card["task"]

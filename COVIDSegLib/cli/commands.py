@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Callable, List, Optional, Sequence
 from tqdm import tqdm
 
 from .. import __version__
-from ..jobs.batch import FAILED, BatchRow, format_summary, run_batch
-from .cli_models import add_commands as add_model_commands
 from ..errors import Cancelled, CovidSegError, user_message
+from ..jobs.batch import FAILED, BatchRow, format_summary, run_batch
 from ..names import DEFAULT_MODEL
 from ..signals import Terminated
+from .cli_models import add_commands as add_model_commands
 
 # Heavy libraries (torch, MONAI, SimpleITK, nibabel) are imported by the commands that use them,
 # so that --help, --version and usage errors answer at once.
@@ -102,6 +102,7 @@ def _with_bar(steps: int, job: Callable[..., Outputs]) -> Callable[[str, argpars
     """``job(path, ..., progress=...)`` with a per-volume tqdm bar (hidden when quiet)."""
     def run(path: str, args: argparse.Namespace, *job_args) -> Outputs:
         from ..io.paths import stem_of
+
         # delay: no bar for quick inputs (one slice) or for inputs that fail at once
         with tqdm(total=steps, desc=stem_of(path), unit="step", leave=False, disable=True if args.quiet else None,
                   delay=2.0, file=sys.stderr) as bar:
@@ -126,8 +127,8 @@ def _worker_count(text: str) -> int:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from ..preprocess.intensity import parse_calibration
     from ..io.paths import SEGMENT_OUTPUTS
+    from ..preprocess.intensity import parse_calibration
     parse_calibration(args.intensity)
     workers = _worker_count(args.workers)
     if args.ray is not None or workers > 1:
@@ -166,8 +167,8 @@ def _parallel_engine(args: argparse.Namespace, workers: int):
 
 
 def run_lungs(args: argparse.Namespace) -> int:
-    from ..preprocess.intensity import parse_calibration
     from ..io.paths import LUNGS_OUTPUTS
+    from ..preprocess.intensity import parse_calibration
     parse_calibration(args.intensity)
 
     def job(path: str, a: argparse.Namespace) -> Outputs:
@@ -181,10 +182,11 @@ def _run_batch(args: argparse.Namespace, job: Optional[Callable[[str, argparse.N
     """Inputs and output folder are checked before any work; ``prepare`` (e.g. loading the model)
     runs only when some input is still to do. ``engine(inputs, on_row)``: several processes or Ray
     instead of ``job`` here. `segment` ends with the cohort table and page."""
-    from ..jobs.batch import SKIPPED
     from ..errors import shown
-    from ..report.outputs import check_output_dir, is_done, planned_inputs
     from ..io.paths import expand_inputs
+    from ..jobs.batch import SKIPPED
+    from ..report.outputs import check_output_dir, is_done, planned_inputs
+
     # a folder: its image files and DICOM series; collisions are refused before any work
     inputs: Sequence[str] = planned_inputs(expand_inputs(args.inputs), args.output, outputs)
     check_output_dir(args.output)

@@ -8,11 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..training.datasets import TASK_CLASS_NAMES
 from ..errors import CovidSegError
+from ..preprocess.slice_prep import SliceGeometry, restore
+from ..training.datasets import TASK_CLASS_NAMES
 from ..training.metrics import binary_metrics, threshold_averaged_dice
 from ..training.partial_loss import UNION
-from ..preprocess.slice_prep import SliceGeometry, restore
 
 
 def pick_device(name: str = "auto") -> torch.device:

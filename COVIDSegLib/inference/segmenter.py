@@ -20,17 +20,17 @@ import torch
 
 from .. import morphology as morph
 from ..bundle import ModelBundle
-from ..preprocess.intensity import MEDSEG8, resolve_calibration, to_hu, to_medseg8
-from ..preprocess.lung_space import slices_to_lung_space
+from ..io.orientation import from_lps, lps_spacing_zyx, to_lps
 from ..lungs.lung_model import load_lung_model
 from ..lungs.segment import segment_lungs
 from ..models.fold import fold_batchnorm
-from ..io.orientation import from_lps, lps_spacing_zyx, to_lps
-from ..preprocess.transforms import LetterboxInfo, unletterbox
-from .predict2d import batch_probabilities, join_batches, pick_device
-from ..progress import CancelToken, ProgressCallback, check, no_progress
+from ..preprocess.intensity import MEDSEG8, resolve_calibration, to_hu, to_medseg8
+from ..preprocess.lung_space import slices_to_lung_space
 from ..preprocess.slice_prep import InputSpec, prepare, restore
+from ..preprocess.transforms import LetterboxInfo, unletterbox
+from ..progress import CancelToken, ProgressCallback, check, no_progress
 from ..volume import Volume
+from .predict2d import batch_probabilities, join_batches, pick_device
 
 log = logging.getLogger(__name__)
 

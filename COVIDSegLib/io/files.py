@@ -18,22 +18,20 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import nibabel as nib
 import numpy as np
+import SimpleITK as sitk
 from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
-import SimpleITK as sitk
 
 from .. import labels as label_defs
 from ..errors import CovidSegError, InputError, shown
 from ..morphology import bounding_box
+from ..volume import HU, MEDSEG8, Volume
 from .dicom import read_series
-from .paths import (  # noqa: F401 - part of io's interface
-    INPUT_SUFFIXES, LUNGS_OUTPUTS, OUTPUT_SUFFIXES, SEGMENT_OUTPUTS, SLICE_FORMATS, SUPPORTED_INPUTS, VOLUME_FORMATS,
-    expand_inputs, folder_inputs, stem_of, suffix_in)
 from .native import quiet_native, quiet_nibabel
+from .orientation import geometry_from_ras, ras_affine
+from .paths import SLICE_FORMATS, SUPPORTED_INPUTS, VOLUME_FORMATS, suffix_in
 from .preflight import check_file, check_readable, png_colour_type
 from .validate import check_finite, check_geometry, check_size, shape_text
-from .orientation import geometry_from_ras, ras_affine
-from ..volume import HU, MEDSEG8, Volume
 
 PathLike = Union[str, Path]
 RGB = Tuple[float, float, float]

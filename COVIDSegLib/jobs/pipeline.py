@@ -10,17 +10,18 @@ from typing import Dict, List, Optional, Tuple
 
 from .. import __version__
 from ..errors import InputError
-from ..preprocess.intensity import resolve_calibration
-from ..io.files import LUNGS_OUTPUTS, SEGMENT_OUTPUTS, read_volume, stem_of, write_json, write_labels, write_seg_nrrd
+from ..io.files import read_volume, write_json, write_labels, write_seg_nrrd
+from ..io.paths import LUNGS_OUTPUTS, SEGMENT_OUTPUTS, stem_of
+from ..io.validate import check_volume
 from ..labels import names_for
 from ..lungs.lung_model import load_lung_model
 from ..lungs.segment import segment_lungs
-from ..report.outputs import OutputSet, is_done, planned_inputs  # noqa: F401 - planned_inputs: part of this interface
-from ..report.overlay import save_overlay
+from ..preprocess.intensity import resolve_calibration
 from ..progress import CancelToken, ProgressCallback, check, no_progress
 from ..quantify.measure import quantify, summary_columns
+from ..report.outputs import OutputSet, is_done
+from ..report.overlay import save_overlay
 from ..report.per_input import write_csv, write_html
-from ..io.validate import check_volume
 from ..volume import HU, MEDSEG8, Volume
 
 NO_LUNG = "No lung found: is this a chest CT, and are its intensities right (see --intensity)?"

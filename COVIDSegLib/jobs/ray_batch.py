@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from .batch import DONE, FAILED, SKIPPED, BatchRow
 from ..errors import CovidSegError
+from .batch import DONE, FAILED, SKIPPED, BatchRow
 from .workers import WorkerSpec
 
 RETRIES = 3  # a task whose worker process or node dies runs again, up to this many times

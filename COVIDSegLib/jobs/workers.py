@@ -15,8 +15,8 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Callable, Deque, Dict, List, Optional, Sequence
 
-from .batch import DONE, FAILED, SKIPPED, BatchRow
 from ..errors import CovidSegError
+from .batch import DONE, FAILED, SKIPPED, BatchRow
 
 MEMORY_PER_WORKER = 3 * 1024**3  # a 512x512x300 volume in a worker (docs/BENCHMARKS.md: under 3 GB)
 

@@ -14,13 +14,13 @@ import torch
 
 from ..bundle import ModelBundle, find_bundle, load_bundle
 from ..errors import CovidSegError
-from ..preprocess.lung_space import slices_to_lung_space
+from ..inference.predict2d import batch_probabilities, pick_device
 from ..models.fold import fold_batchnorm
 from ..names import DEFAULT_LUNG_MODEL
-from ..inference.predict2d import batch_probabilities, pick_device
+from ..preprocess.lung_space import slices_to_lung_space
+from ..preprocess.slice_prep import InputSpec
 from ..preprocess.transforms import letterbox, unletterbox
 from ..progress import CancelToken, ProgressCallback, check, no_progress
-from ..preprocess.slice_prep import InputSpec
 
 
 def find_lung_bundle(ref: Optional[str] = None) -> Optional[str]:

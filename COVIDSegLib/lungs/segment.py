@@ -17,13 +17,13 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import morphology as morph
-from ..preprocess.intensity import MEDSEG8, resolve_calibration, to_hu
-from ..labels import BACKGROUND, LEFT_LUNG, RIGHT_LUNG
-from .lungs3d import keep_lung_components, lungs_from_mask, split_by_erosion
 from ..io.orientation import from_lps, lps_spacing_zyx, patient_coordinate, to_lps
+from ..labels import BACKGROUND, LEFT_LUNG, RIGHT_LUNG
+from ..preprocess.intensity import MEDSEG8, resolve_calibration, to_hu
 from ..preprocess.transforms import resample_inplane, restore_inplane
 from ..progress import CancelToken, ProgressCallback, check, no_progress
 from ..volume import Volume
+from .lungs3d import keep_lung_components, lungs_from_mask, split_by_erosion
 
 
 @dataclass(frozen=True)

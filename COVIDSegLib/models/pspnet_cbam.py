@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import register
 from .blocks import SpatialAttention  # the CBAM spatial gate, shared with XR-MSF-UNet
+from .registry import register
 from .resnet import ResNetEncoder
 
 __all__ = ["ChannelAttention", "SpatialAttention", "CBAM", "PyramidPooling", "CBAMPSPNet"]

@@ -30,10 +30,10 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import labels as L
-from ..preprocess.intensity import to_hu
 from ..io.orientation import lps_spacing_zyx, patient_coordinate
-from .plausibility import DENSITY_BANDS, Limits, coverage, density_counts, density_percent, partial_reason, warnings_for
+from ..preprocess.intensity import to_hu
 from ..volume import Volume
+from .plausibility import DENSITY_BANDS, Limits, coverage, density_counts, density_percent, partial_reason, warnings_for
 
 SIDES = {"left": L.LEFT_LUNG, "right": L.RIGHT_LUNG}
 ZONES = ("upper", "middle", "lower")

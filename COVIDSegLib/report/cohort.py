@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from ..jobs.batch import BatchRow
 from ..io.files import atomic_path, write_csv_rows
 from ..io.paths import stem_of
+from ..jobs.batch import BatchRow
 
 FIELDS = ["stem", "input", "status", "seconds", "grade", "gradable", "total_severity_score",
           "both_involvement_percent", "left_involvement_percent", "right_involvement_percent",

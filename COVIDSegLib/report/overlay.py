@@ -10,10 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..preprocess.intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU, resolve_calibration, to_hu  # noqa: E402
 from ..io.files import atomic_path  # noqa: E402
-from ..labels import COLORS, NAMES  # noqa: E402
 from ..io.orientation import to_lps  # noqa: E402
+from ..labels import COLORS, NAMES  # noqa: E402
+from ..preprocess.intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU, resolve_calibration, to_hu  # noqa: E402
 from ..volume import Volume  # noqa: E402
 
 

@@ -12,14 +12,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .datasets import Sample
 from ..errors import CovidSegError
-from ..io.files import write_csv_rows, write_json
-from .metrics import summarise
 from ..inference.predict2d import forward_probabilities, full_size, score_slice
-from ..progress import CancelToken, ProgressCallback, no_progress
+from ..io.files import write_csv_rows, write_json
 from ..preprocess.slice_prep import InputSpec
-from .trainer import Trainer, TrainConfig
+from ..progress import CancelToken, ProgressCallback, no_progress
+from .datasets import Sample
+from .metrics import summarise
+from .trainer import TrainConfig, Trainer
 from .training_data import PreparedSet, prepare_set
 
 

@@ -21,9 +21,9 @@ import numpy as np
 
 from .. import labels
 from ..errors import CovidSegError, InputError
-from ..preprocess.intensity import resolve_calibration, to_hu, to_medseg8
 from ..io.files import read_volume, write_json
 from ..io.orientation import orient_lps
+from ..preprocess.intensity import resolve_calibration, to_hu, to_medseg8
 
 log = logging.getLogger(__name__)
 

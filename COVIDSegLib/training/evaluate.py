@@ -16,7 +16,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import InputError
-from ..io.files import read_volume, stem_of
+from ..io.files import read_volume
+from ..io.paths import stem_of
 from .metrics import binary_metrics, summarise
 
 # format -> class -> values

@@ -12,15 +12,15 @@ import numpy as np
 import torch
 
 from .. import labels
-from .crossval import cross_validate
-from .datasets import TASK_CLASS_NAMES, TASK_LABELS, Sample, filter_quality, load_filtered, write_quality_log
 from ..bundle import save_bundle
 from ..errors import CovidSegError
 from ..preprocess.intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU
 from ..preprocess.lung_space import HU_RANGE
-from ..progress import CancelToken, ProgressCallback, no_progress
 from ..preprocess.slice_prep import InputSpec
-from .trainer import Trainer, TrainConfig
+from ..progress import CancelToken, ProgressCallback, no_progress
+from .crossval import cross_validate
+from .datasets import TASK_CLASS_NAMES, TASK_LABELS, Sample, filter_quality, load_filtered, write_quality_log
+from .trainer import TrainConfig, Trainer
 from .training_data import prepare_set
 
 

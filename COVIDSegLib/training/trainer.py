@@ -16,17 +16,16 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .augment import AugmentConfig, augment
-from .datasets import check_task, n_classes
 from ..errors import CovidSegError
+from ..inference.predict2d import pick_device
 from ..io.files import atomic_path, write_csv_rows, write_json
-from .losses import build_loss, multitask_loss
 from ..models.registry import build_model
 from ..names import SCHEDULES
-from ..inference.predict2d import pick_device
 from ..progress import CancelToken, ProgressCallback, check, no_progress
+from .augment import AugmentConfig, augment
+from .datasets import check_task, n_classes
+from .losses import build_loss, multitask_loss
 from .training_data import PreparedSet
-
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from .datasets import Sample
 from ..preprocess.slice_prep import InputSpec, SliceGeometry, prepare, prepare_both, prepare_labels
+from .datasets import Sample
 
 
 @dataclass

@@ -19,10 +19,10 @@ from typing import Iterable, List, Sequence
 
 import numpy as np
 
-from .datasets import Sample, load_ct_seg_slices, load_medseg, lung_free_slices
 from ..preprocess.lung_space import SIZE, to_lung_space
-from .partial_loss import UNION
 from ..preprocess.transforms import letterbox
+from .datasets import Sample, load_ct_seg_slices, load_medseg, lung_free_slices
+from .partial_loss import UNION
 
 N_CLASSES = 3  # background, GGO, consolidation (UNION is a target value, not an output)
 
