@@ -43,5 +43,6 @@ def test_shipped_model_segments_the_real_sample(name):
     mask = (read_volume(SAMPLES / "medseg_0000_mask.png").array[0] > 0).astype(np.uint8)
     sample = Sample("medseg_0000", image, mask)
     spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
-    row = score_model(bundle.model, [sample], spec, bundle.card["task"], torch.device("cpu"))[0]
+    row = score_model(bundle.model, [sample], spec, bundle.card["task"], torch.device("cpu"),
+                      bundle.card["preprocessing"].get("intensity_space"))[0]
     assert row["dice"] > 0.6

@@ -139,9 +139,9 @@ def _evaluate_model(args: argparse.Namespace):
     if task == "multiclass" and is_ct_seg_slices(args.data):
         task = "binary"  # infection masks only: the multi-class model is scored on GGO + consolidation
     samples, _ = load_filtered(args.data, task)
-    spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
-    rows = [{"case": r.pop("id"), **class_keyed(r, task)}
-            for r in score_model(bundle.model, samples, spec, task, device)]
+    prep = bundle.card["preprocessing"]
+    rows = [{"case": r.pop("id"), **class_keyed(r, task)} for r in
+            score_model(bundle.model, samples, InputSpec.from_dict(prep["input"]), task, device, prep.get("intensity_space"))]
     return rows, summarise(rows), table_classes(task)
 
 

@@ -6,6 +6,7 @@ the last model on its held-out slices at full size (``predict2d.score_slice``).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -15,7 +16,9 @@ import torch
 from ..errors import CovidSegError
 from ..inference.predict2d import forward_probabilities, full_size, score_slice
 from ..io.files import write_csv_rows, write_json
+from ..preprocess.lung_space import to_lung_space
 from ..preprocess.slice_prep import InputSpec
+from ..preprocess.transforms import letterbox, unletterbox
 from ..progress import CancelToken, ProgressCallback, no_progress
 from .datasets import Sample
 from .metrics import summarise
@@ -59,9 +62,28 @@ def sample_folds(samples: Sequence[Sample], k: int, seed: int = 0) -> List[Tuple
     return kfold(len(samples), k, seed)
 
 
-def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, device) -> List[Dict]:
-    """Full-size metric rows (``id`` + metrics) of a model on samples."""
-    return score_prepared(model, prepare_set(samples, spec), task, device)
+def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, device,
+                space: Optional[str] = None) -> List[Dict]:
+    """Full-size metric rows (``id`` + metrics) of a model on samples. ``space`` "lung" (the
+    card's ``intensity_space``): slices not stored in the lung space (MedSeg's 8-bit window) are
+    brought into it and the probabilities back onto their own grid, as ``segment`` does."""
+    if space != "lung" or all(s.meta.get("space") == "lung" for s in samples):
+        return score_prepared(model, prepare_set(samples, spec), task, device)
+    moved, boxes = [], {}
+    for s in samples:
+        if s.meta.get("space") != "lung":
+            image, boxes[s.id] = to_lung_space(s.image, is_hu=False)
+            s = replace(s, image=image, target=letterbox(s.target, image.shape[0], order=0, pad_value=0)[0])
+        moved.append(s)
+    data = prepare_set(moved, spec)
+    probs, _ = forward_probabilities(model, data.images, device)
+    originals = {s.id: s for s in samples}
+    rows = []
+    for s, p in zip(data.samples, full_size(probs, data.geometries)):
+        if s.id in boxes:
+            p = unletterbox(p, boxes[s.id], order=1)
+        rows.append({"id": s.id, **score_slice(p, originals[s.id].target, task)})
+    return rows
 
 
 def score_prepared(model, data: PreparedSet, task: str, device) -> List[Dict]:
