@@ -61,7 +61,7 @@ def cv_by_source(cv_dir: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--medseg", type=Path, required=True)
-    ap.add_argument("--ct-seg", type=Path, required=True)
+    ap.add_argument("--ct-seg", type=Path, help="covid19-ct-seg-slices (omit: MedSeg alone, an ablation)")
     ap.add_argument("--negative", action="append", default=[], help="VOLUME:FIRST-LAST lung-free slices")
     ap.add_argument("--repeat-negatives", type=int, default=2)
     ap.add_argument("--ct-seg-every", type=int, default=1, help="keep every Nth covid19-ct-seg slice of a patient")
@@ -97,7 +97,7 @@ def main() -> int:
         return 0
     trainer = Trainer(cfg, args.out / "final", report)
     result = trainer.fit(prepare_set(kept, InputSpec.from_dict(cfg.input)), None)
-    card = make_card(cfg, args.ct_seg, len(kept), dropped, result.history, cv,
+    card = make_card(cfg, args.ct_seg or args.medseg, len(kept), dropped, result.history, cv,
                      compute_description(time.time() - start, trainer.device), space="lung")
     card["training"]["data"] = "union: medseg100 (GGO/consolidation), covid19-ct-seg-slices (infection), lung-free HU slices"
     card["training"]["negatives"] = args.negative

@@ -15,7 +15,7 @@ covid19-ct-seg slices and real HU volumes look alike to the network. Targets (3 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
 
@@ -53,8 +53,10 @@ def ct_seg_samples(root: Path) -> List[Sample]:
     return out
 
 
-def union_samples(medseg: Path, ct_seg: Path, negatives: Iterable[str] = (), repeat_negatives: int = 1) -> List[Sample]:
-    out = medseg_samples(medseg) + ct_seg_samples(ct_seg)
+def union_samples(medseg: Path, ct_seg: Optional[Path], negatives: Iterable[str] = (),
+                  repeat_negatives: int = 1) -> List[Sample]:
+    """MedSeg + covid19-ct-seg (None: MedSeg alone, for ablations) + lung-free negatives."""
+    out = medseg_samples(medseg) + (ct_seg_samples(ct_seg) if ct_seg else [])
     for spec in negatives:
         out += lung_free_slices(spec, repeat_negatives)
     return out
