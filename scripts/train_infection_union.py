@@ -39,7 +39,7 @@ AUGMENT = {"flip": 0.5, "rotate_deg": 15.0, "scale": [0.8, 1.25], "translate": 0
 def config(args) -> TrainConfig:
     return TrainConfig.from_dict({
         "task": "multiclass", "model": json.loads(args.model), "loss": {"name": "partial"},
-        "input": {"size": args.size, "crop_body": False, "clahe": False}, "crop": args.crop,
+        "input": {"size": args.size, "crop_body": args.crop_body, "clahe": False}, "crop": args.crop,
         "augment": AUGMENT, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "schedule": "cosine", "min_lr": args.lr / 100, "patience": 0, "seed": 0, "device": args.device,
         "max_steps": args.max_steps})
@@ -68,6 +68,7 @@ def main() -> int:
     ap.add_argument("--repeat-medseg", type=int, default=1, help="epoch repeats of the MedSeg slices")
     ap.add_argument("--model", default='{"name": "unet", "base": 16}', help="architecture JSON")
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--crop-body", action="store_true", help="Otsu body box of the lung-space slice, letterboxed to --size")
     ap.add_argument("--crop", type=int, default=0, help="train on random crops of this size (0: whole input)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=8)
