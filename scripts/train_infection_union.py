@@ -35,12 +35,15 @@ from COVIDSegLib.training.union_data import N_CLASSES, rows_of, thin_and_weight,
 AUGMENT = {"flip": 0.5, "rotate_deg": 15.0, "scale": [0.8, 1.25], "translate": 0.08, "elastic": 0.3,
            "elastic_alpha": 0.03, "elastic_grid": 6, "window_hu": 60.0, "gamma": [0.75, 1.35], "clahe": 0.0}
 
+NO_INTENSITY_AUG = {"window_hu": 0.0, "gamma": [1.0, 1.0]}  # ablation: geometric augmentation only
+
 
 def config(args) -> TrainConfig:
     return TrainConfig.from_dict({
         "task": "multiclass", "model": json.loads(args.model), "loss": {"name": "partial"},
         "input": {"size": args.size, "crop_body": args.crop_body, "clahe": False}, "crop": args.crop,
-        "augment": AUGMENT, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+        "augment": {**AUGMENT, **(NO_INTENSITY_AUG if args.no_intensity_aug else {})},
+        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "schedule": "cosine", "min_lr": args.lr / 100, "patience": 0, "seed": 0, "device": args.device,
         "max_steps": args.max_steps})
 
@@ -68,6 +71,7 @@ def main() -> int:
     ap.add_argument("--repeat-medseg", type=int, default=1, help="epoch repeats of the MedSeg slices")
     ap.add_argument("--model", default='{"name": "unet", "base": 16}', help="architecture JSON")
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--no-intensity-aug", action="store_true", help="no re-windowing or gamma (ablation)")
     ap.add_argument("--crop-body", action="store_true", help="Otsu body box of the lung-space slice, letterboxed to --size")
     ap.add_argument("--crop", type=int, default=0, help="train on random crops of this size (0: whole input)")
     ap.add_argument("--epochs", type=int, default=40)
