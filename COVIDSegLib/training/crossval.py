@@ -16,14 +16,14 @@ import torch
 from ..errors import CovidSegError
 from ..inference.predict2d import forward_probabilities, full_size, score_slice
 from ..io.files import write_csv_rows, write_json
-from ..preprocess.lung_space import to_lung_space
 from ..preprocess.slice_prep import InputSpec
-from ..preprocess.transforms import letterbox, unletterbox
+from ..preprocess.transforms import LetterboxInfo, unletterbox
 from ..progress import CancelToken, ProgressCallback, no_progress
 from .datasets import Sample
 from .metrics import summarise
 from .trainer import TrainConfig, Trainer
 from .training_data import PreparedSet, prepare_set
+from .union_data import slice_in_lung_space
 
 
 def kfold(n: int, k: int, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
@@ -67,30 +67,30 @@ def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, de
     """Full-size metric rows (``id`` + metrics) of a model on samples. ``space`` "lung" (the
     card's ``intensity_space``): slices not stored in the lung space (MedSeg's 8-bit window) are
     brought into it and the probabilities back onto their own grid, as ``segment`` does."""
-    if space != "lung" or all(s.meta.get("space") == "lung" for s in samples):
-        return score_prepared(model, prepare_set(samples, spec), task, device)
-    moved, boxes = [], {}
-    for s in samples:
-        if s.meta.get("space") != "lung":
-            image, boxes[s.id] = to_lung_space(s.image, is_hu=False)
-            s = replace(s, image=image, target=letterbox(s.target, image.shape[0], order=0, pad_value=0)[0])
-        moved.append(s)
-    data = prepare_set(moved, spec)
+    originals: Dict[str, Tuple[np.ndarray, LetterboxInfo]] = {}
+    if space == "lung":
+        samples = [_in_lung_space(s, originals) for s in samples]
+    return score_prepared(model, prepare_set(samples, spec), task, device, originals)
+
+
+def _in_lung_space(sample: Sample, originals: Dict[str, Tuple[np.ndarray, LetterboxInfo]]) -> Sample:
+    if sample.meta.get("space") == "lung":
+        return sample
+    image, target, info = slice_in_lung_space(sample.image, sample.target)
+    originals[sample.id] = (sample.target, info)
+    return replace(sample, image=image, target=target)
+
+
+def score_prepared(model, data: PreparedSet, task: str, device,
+                   originals: Optional[Dict[str, Tuple[np.ndarray, LetterboxInfo]]] = None) -> List[Dict]:
+    """``score_model`` on samples already prepared at the network's input size; ``originals``:
+    id -> (mask, letterbox) of slices scored on their own grid rather than the prepared one."""
     probs, _ = forward_probabilities(model, data.images, device)
-    originals = {s.id: s for s in samples}
     rows = []
     for s, p in zip(data.samples, full_size(probs, data.geometries)):
-        if s.id in boxes:
-            p = unletterbox(p, boxes[s.id], order=1)
-        rows.append({"id": s.id, **score_slice(p, originals[s.id].target, task)})
+        target, info = (originals or {}).get(s.id, (s.target, None))
+        rows.append({"id": s.id, **score_slice(p if info is None else unletterbox(p, info, order=1), target, task)})
     return rows
-
-
-def score_prepared(model, data: PreparedSet, task: str, device) -> List[Dict]:
-    """``score_model`` on samples already prepared at the network's input size."""
-    probs, _ = forward_probabilities(model, data.images, device)
-    return [{"id": s.id, **score_slice(p, s.target, task)}
-            for s, p in zip(data.samples, full_size(probs, data.geometries))]
 
 
 def cross_validate(cfg: TrainConfig, samples: Sequence[Sample], out_dir: Path, k: int = 5,

@@ -15,22 +15,28 @@ covid19-ct-seg slices and real HU volumes look alike to the network. Targets (3 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..preprocess.lung_space import SIZE, to_lung_space
-from ..preprocess.transforms import letterbox
+from ..preprocess.transforms import LetterboxInfo, letterbox
 from .datasets import Sample, load_ct_seg_slices, load_medseg, lung_free_slices
 from .partial_loss import UNION
 
 N_CLASSES = 3  # background, GGO, consolidation (UNION is a target value, not an output)
 
 
-def _medseg_in_lung_space(sample: Sample, target: np.ndarray, group: str) -> Sample:
-    image, _ = to_lung_space(sample.image, is_hu=False)
+def slice_in_lung_space(image: np.ndarray, target: np.ndarray) -> Tuple[np.ndarray, np.ndarray, LetterboxInfo]:
+    """An 8-bit slice and its class mask in the lung space (256 px), with the letterbox back."""
+    spaced, info = to_lung_space(image, is_hu=False)
     boxed, _ = letterbox(np.asarray(target, np.uint8), SIZE, order=0, pad_value=0)
-    return Sample(f"medseg_{sample.id}", image, boxed.astype(np.uint8), sample.source,
+    return spaced, boxed.astype(np.uint8), info
+
+
+def _medseg_in_lung_space(sample: Sample, target: np.ndarray, group: str) -> Sample:
+    image, boxed, _ = slice_in_lung_space(sample.image, target)
+    return Sample(f"medseg_{sample.id}", image, boxed, sample.source,
                   {"space": "lung", "group": group, "source": "medseg"})
 
 
