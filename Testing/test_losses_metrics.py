@@ -269,3 +269,20 @@ def test_multitask_loss_backward_and_classification_target():
     only_cls = L.multitask_loss(seg, cls.view(2, 1), t, w_seg=0.0, w_cls=1.0)
     expected = torch.nn.functional.binary_cross_entropy_with_logits(cls, torch.tensor([1.0, 0.0]))
     assert only_cls.item() == pytest.approx(expected.item())
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2 ** 31 - 1))
+def test_pooled_group_dice_equals_dice_over_the_stacked_slices(seed):
+    """Rebuilt from per-slice rows, each group's Dice is the Dice of its slices stacked in 3D."""
+    rng = np.random.default_rng(seed)
+    truths = [rng.random((16, 16)) < rng.uniform(0.05, 0.6) for _ in range(6)]
+    preds = [t ^ (rng.random(t.shape) < 0.15) for t in truths]
+    preds[0][:] = False  # a slice with nothing predicted (precision 0)
+    groups = [0, 0, 1, 1, 1, 2]
+    rows = [M.binary_metrics(p, t) for p, t in zip(preds, truths)]
+    pooled = M.pooled_group_dice(rows, [int(t.sum()) for t in truths], groups)
+    for g in set(groups):
+        p = np.stack([x for x, k in zip(preds, groups) if k == g])
+        t = np.stack([x for x, k in zip(truths, groups) if k == g])
+        assert pooled[str(g)] == pytest.approx(2 * (p & t).sum() / (p.sum() + t.sum()), abs=1e-9)

@@ -174,3 +174,28 @@ def test_growth_stops_at_tissue_and_airways_and_can_be_off():
                            Lungs3DParams(grow=False))
     assert not (none[10:13] == RIGHT_LUNG).any()  # growth off: the mask as it was
     assert set(np.unique(labels[hu > -400.0])) <= {0}  # tissue (40 HU) never added
+
+
+def test_partial_volume_rim_is_peeled_but_consolidation_and_image_edges_are_kept():
+    """The mask overshoots the lungs by one voxel of partial-volume tissue (-100 HU) all round; a
+    consolidation (+30 HU) 4 voxels deep lies against the chest wall; the left lung is cut by the
+    image edge, where dense voxels are not a boundary."""
+    hu, mask, truth = chest_with_abdomen()
+    lungs = truth["right"] | truth["left"]
+    from scipy import ndimage
+    rim = ndimage.binary_dilation(lungs, ndimage.generate_binary_structure(3, 1)) & ~lungs & (hu > 0)
+    hu[rim] = -100.0
+    consolidation = truth["right"] & (np.arange(100)[None, None, :] < 9)  # its lateral 4 voxels
+    hu[consolidation] = 30.0
+    labels = lungs_from_mask(mask | rim, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX)
+    above_kidney = np.arange(30)[:, None, None] >= 13  # below, the kidney the mask spilled into covers some rim
+    assert not (labels > 0)[rim & above_kidney].any()  # the rim is gone
+    inner = consolidation & ndimage.binary_erosion(truth["right"], ndimage.generate_binary_structure(3, 1))
+    assert (labels[inner] == RIGHT_LUNG).all()  # consolidation loses at most its outermost voxels
+    from COVIDSegLib.lungs.lungs3d import Lungs3DParams, peel_partial_volume_rim
+    cut = (mask | rim)[:, :, :60]  # the image edge cuts the left lung and its rim
+    np.testing.assert_array_equal(peel_partial_volume_rim(cut, np.full(cut.shape, 40.0), Lungs3DParams())[:, :, -1],
+                                  cut[:, :, -1])  # dense voxels on the image edge are not a boundary
+    off = lungs_from_mask(mask | rim, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX,
+                          Lungs3DParams(peel_rim=False))
+    assert (off > 0)[rim & above_kidney].mean() > 0.5  # off: the rim stays

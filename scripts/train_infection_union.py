@@ -1,5 +1,5 @@
 """Train an infection model v2 (issue 12) on the union of MedSeg, covid19-ct-seg slices and
-lung-free HU slices, in the lung space, with partial labels (``partial_loss``): grouped CV, then
+lung-free HU slices, in the lung space (or MedSeg's 8-bit window, ``--space medseg8``), with partial labels (``partial_loss``): grouped CV, then
 the final model and its bundle. Resumable: re-run the same command (each fold and the final
 model keep a checkpoint). CV is reported per source: the targets are measured on MedSeg slices.
 
@@ -30,7 +30,7 @@ from COVIDSegLib.training.metrics import summarise  # noqa: E402
 from COVIDSegLib.training.train_run import compute_description, keep_clean, make_card, stamped_progress  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig, Trainer  # noqa: E402
 from COVIDSegLib.training.training_data import prepare_set  # noqa: E402
-from COVIDSegLib.training.union_data import N_CLASSES, rows_of, thin_and_weight, union_samples  # noqa: E402
+from COVIDSegLib.training.union_data import N_CLASSES, SPACES, rows_of, thin_and_weight, union_samples  # noqa: E402
 
 AUGMENT = {"flip": 0.5, "rotate_deg": 15.0, "scale": [0.8, 1.25], "translate": 0.08, "elastic": 0.3,
            "elastic_alpha": 0.03, "elastic_grid": 6, "window_hu": 60.0, "gamma": [0.75, 1.35], "clahe": 0.0}
@@ -71,8 +71,10 @@ def main() -> int:
     ap.add_argument("--repeat-medseg", type=int, default=1, help="epoch repeats of the MedSeg slices")
     ap.add_argument("--model", default='{"name": "unet", "base": 16}', help="architecture JSON")
     ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--space", choices=SPACES, default="lung",
+                    help="lung: everything in the CLAHE lung space; medseg8: MedSeg and negatives in the 8-bit window")
     ap.add_argument("--no-intensity-aug", action="store_true", help="no re-windowing or gamma (ablation)")
-    ap.add_argument("--crop-body", action="store_true", help="Otsu body box of the lung-space slice, letterboxed to --size")
+    ap.add_argument("--crop-body", action="store_true", help="Otsu body box of each slice, letterboxed to --size")
     ap.add_argument("--crop", type=int, default=0, help="train on random crops of this size (0: whole input)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -88,7 +90,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = config(args)
-    samples = thin_and_weight(union_samples(args.medseg, args.ct_seg, args.negative, args.repeat_negatives),
+    samples = thin_and_weight(union_samples(args.medseg, args.ct_seg, args.negative, args.repeat_negatives, args.space),
                               args.ct_seg_every, args.repeat_medseg)
     kept, dropped = keep_clean(samples, N_CLASSES + 1, args.out)  # + the UNION target value
     start = time.time()
@@ -103,7 +105,8 @@ def main() -> int:
     trainer = Trainer(cfg, args.out / "final", report)
     result = trainer.fit(prepare_set(kept, InputSpec.from_dict(cfg.input)), None)
     card = make_card(cfg, args.ct_seg or args.medseg, len(kept), dropped, result.history, cv,
-                     compute_description(time.time() - start, trainer.device), space="lung")
+                     compute_description(time.time() - start, trainer.device),
+                     space="lung" if args.space == "lung" else "")
     card["training"]["data"] = "union: medseg100 (GGO/consolidation), covid19-ct-seg-slices (infection), lung-free HU slices"
     card["training"]["negatives"] = args.negative
     card["training"]["ct_seg_every"] = args.ct_seg_every

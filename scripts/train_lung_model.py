@@ -18,6 +18,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from COVIDSegLib.io.files import write_json  # noqa: E402
 from COVIDSegLib.preprocess.slice_prep import InputSpec  # noqa: E402
 from COVIDSegLib.training.crossval import cross_validate  # noqa: E402
 from COVIDSegLib.training.datasets import load_ct_seg_slices, lung_free_slices  # noqa: E402
-from COVIDSegLib.training.metrics import summarise  # noqa: E402
+from COVIDSegLib.training.metrics import pooled_group_dice, summarise  # noqa: E402
 from COVIDSegLib.training.train_run import compute_description, keep_clean, make_card, stamped_progress  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig, Trainer  # noqa: E402
 from COVIDSegLib.training.training_data import prepare_set  # noqa: E402
@@ -62,9 +63,10 @@ def oversample_small_lungs(samples: list, repeat: int) -> int:
     return marked
 
 
-def lung_cv_metrics(rows: list) -> dict:
-    """CV figures from ``cv_slices`` rows: the lung slices (grouped folds), per fold, and the
-    lung-free negatives (Dice 1 there means an empty prediction)."""
+def lung_cv_metrics(rows: list, manifest: Optional[dict] = None) -> dict:
+    """CV figures from ``cv_slices`` rows: the lung slices (grouped folds), per fold, the
+    lung-free negatives (Dice 1 there means an empty prediction) and, with the data's
+    ``manifest`` (id -> entry), the per-patient pooled Dice."""
     rows = [{k: (v if k == "id" else float(v)) for k, v in r.items()} for r in rows]  # CSV text
     lung = [r for r in rows if not str(r["id"]).startswith("neg_")]
     negatives = [r for r in rows if str(r["id"]).startswith("neg_")]
@@ -74,14 +76,29 @@ def lung_cv_metrics(rows: list) -> dict:
                               for f in folds},
             "negatives": {"n": len(negatives), "empty_prediction": sum(float(r["dice"]) == 1.0 for r in negatives),
                           "mean_false_positive_share": float(np.mean([1 - float(r["specificity"]) for r in negatives]))
-                          if negatives else 0.0}}
+                          if negatives else 0.0},
+            **({"per_patient_pooled_dice": pooled_patient_dice(lung, manifest)} if manifest else {})}
 
 
-def card_with_cv(card: dict, cv_dir: Path) -> dict:
+def pooled_patient_dice(rows: list, manifest: dict) -> dict:
+    """Each patient's Dice over its held-out slices pooled (the manifest gives group and pixels)."""
+    per = pooled_group_dice(rows, [manifest[r["id"]]["lung_pixels"] for r in rows],
+                            [manifest[r["id"]]["group"] for r in rows])
+    per = dict(sorted(per.items(), key=lambda kv: int(kv[0])))
+    return {"mean": float(np.mean(list(per.values()))), "median": float(np.median(list(per.values()))),
+            "per_patient": per}
+
+
+def read_manifest(data: Path) -> dict:
+    return {m["id"]: m for m in json.loads((Path(data) / "manifest.json").read_text(encoding="utf-8"))}
+
+
+def card_with_cv(card: dict, cv_dir: Path, data: Path) -> dict:
     """The card's CV metrics from ``cv_dir/cv_slices.csv`` (lung slices only) and the split."""
     with open(cv_dir / "cv_slices.csv", newline="", encoding="utf-8") as f:
-        figures = lung_cv_metrics(list(csv.DictReader(f)))
+        figures = lung_cv_metrics(list(csv.DictReader(f)), read_manifest(data))
     card["metrics"] = {"cv": figures["lung_slices"], "cv_folds": 5,
+                       "cv_per_patient_pooled_dice": figures["per_patient_pooled_dice"],
                        "cv_per_fold_dice": figures["per_fold_dice"], "cv_negatives": figures["negatives"],
                        "cv_data": "covid19-ct-seg-slices lung slices; folds grouped by patient"}
     return card
@@ -105,7 +122,7 @@ def main() -> int:
     ap.add_argument("--card-only", type=Path, help="rewrite this bundle card's CV metrics from OUT/cv and stop")
     args = ap.parse_args()
     if args.card_only:
-        card = card_with_cv(json.loads(args.card_only.read_text(encoding="utf-8")), args.out / "cv")
+        card = card_with_cv(json.loads(args.card_only.read_text(encoding="utf-8")), args.out / "cv", args.data)
         write_json(card, args.card_only)
         print(json.dumps(card["metrics"]["cv"]["dice"]), card["metrics"]["cv_per_fold_dice"])
         return 0
@@ -133,7 +150,7 @@ def main() -> int:
     card["training"]["small_lung_repeat"] = args.repeat_small
     card["training"]["cv_split"] = "grouped by patient (manifest group); negatives by volume"
     if cv:
-        card = card_with_cv(card, args.out / "cv")
+        card = card_with_cv(card, args.out / "cv", args.data)
     print("bundle:", save_bundle(result.model, card, args.bundle_dir, args.name), flush=True)
     return 0
 

@@ -13,7 +13,9 @@ left). Steps:
 4. Sides from patient coordinates: each component takes the side of its centroid relative to
    the body's midline; one spanning both sides (lungs touching at the anterior junction) is
    split by in-plane erosion and nearest-part assignment.
-5. Holes filled per slice (vessels, consolidation enclosed by lung).
+5. The outer layer of partial-volume tissue (at or above -400 HU) peeled off
+   (``peel_partial_volume_rim``).
+6. Holes filled per slice (vessels, consolidation enclosed by lung).
 
 Before step 1 the mask grows into the aerated voxels connected to it (not into airways or
 pure gas): the thin crescents of the bases behind the diaphragm's domes, which
@@ -48,6 +50,8 @@ class Lungs3DParams:
     body_hu: float = -500.0       # tissue for the body midline
     grow_hu: float = -400.0       # the mask grows into the connected voxels from gas_hu to this
     grow: bool = True
+    rim_hu: float = -400.0        # boundary voxels at or above this (half-way lung/tissue) are peeled
+    peel_rim: bool = True
     fill_holes: bool = True
 
 
@@ -177,6 +181,27 @@ def grow_into_aerated(mask: np.ndarray, hu: np.ndarray, airways: np.ndarray, par
     return out
 
 
+def peel_partial_volume_rim(mask: np.ndarray, hu: np.ndarray, params: Lungs3DParams) -> np.ndarray:
+    """``mask`` without its outer layer of voxels at or above ``rim_hu``: the lung boundary at the
+    half-way value between aerated lung (about -850 HU) and soft tissue (about +40), where
+    threshold-based lung segmentation draws it. One pass, face neighbours in 3D: the layer of
+    partial-volume tissue a 2D model at 128 px puts around the lungs goes; dense lung
+    (consolidation) keeps all but its outermost voxels, and nothing is peeled at the image edge."""
+    if not params.peel_rim or not mask.any():
+        return mask
+    zs, ys, xs = morph.bounding_box(mask, 1)
+    box = (slice(max(0, zs.start - 1), min(mask.shape[0], zs.stop + 1)), ys, xs)
+    m = np.pad(mask[box], 1, mode="edge")  # beyond the image: as the edge voxel (no boundary there)
+    inner = m[1:-1, 1:-1, 1:-1]
+    outside = np.zeros(inner.shape, bool)
+    for axis in range(3):
+        for step in (-1, 1):
+            outside |= ~np.roll(m, step, axis)[1:-1, 1:-1, 1:-1]
+    out = mask.copy()
+    out[box] &= ~(inner & outside & (hu[box] >= params.rim_hu))
+    return out
+
+
 def lungs_from_mask(mask: np.ndarray, hu: np.ndarray, x_mm: np.ndarray, airways: np.ndarray,
                     spacing_zyx: Tuple[float, float, float],
                     params: Lungs3DParams = Lungs3DParams()) -> np.ndarray:
@@ -185,7 +210,7 @@ def lungs_from_mask(mask: np.ndarray, hu: np.ndarray, x_mm: np.ndarray, airways:
         return np.zeros(mask.shape, np.uint8)
     mask = mask & ~airways & ~gas_pockets(mask, hu, params)
     mask = grow_into_aerated(mask & ~airless_pieces(mask, hu, params), hu, airways, params)
-    lung = keep_lung_components(mask, hu, spacing_zyx, params)
+    lung = peel_partial_volume_rim(keep_lung_components(mask, hu, spacing_zyx, params), hu, params)
     if not lung.any():
         return np.zeros(mask.shape, np.uint8)
     sides = assign_sides(lung, x_mm, body_midline_x(hu, x_mm, lung, params.body_hu), spacing_zyx)

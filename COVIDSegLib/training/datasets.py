@@ -23,7 +23,7 @@ from .. import labels
 from ..errors import CovidSegError, InputError
 from ..io.files import read_volume, write_json
 from ..io.orientation import orient_lps
-from ..preprocess.intensity import resolve_calibration, to_hu, to_medseg8
+from ..preprocess.intensity import hu_to_medseg8, resolve_calibration, to_hu, to_medseg8
 
 log = logging.getLogger(__name__)
 
@@ -181,9 +181,10 @@ def load_ct_seg_slices(root: Path, task: str = "lungs") -> List[Sample]:
     return out
 
 
-def lung_free_slices(spec: str, repeat: int = 1) -> List[Sample]:
+def lung_free_slices(spec: str, repeat: int = 1, space: str = "lung") -> List[Sample]:
     """Negatives: the slices ``VOLUME:FIRST-LAST`` (LPS indices, inferior = 0) of a real HU volume
-    below the lung bases, in the lung space, with empty targets, each ``repeat`` times."""
+    below the lung bases, with empty targets, each ``repeat`` times; ``space`` "lung" (the lung
+    space, 256 px) or "medseg8" (the MedSeg 8-bit window, the slice's own grid)."""
     from ..preprocess.lung_space import volume_slices  # the lung space only where negatives are made
     path, _, zs = spec.rpartition(":")
     try:
@@ -192,10 +193,11 @@ def lung_free_slices(spec: str, repeat: int = 1) -> List[Sample]:
         raise CovidSegError(f"negative slices {spec!r}: expected VOLUME:FIRST-LAST") from None
     volume = orient_lps(read_volume(path))
     hu = to_hu(volume, resolve_calibration(volume)).array[first:last + 1]
+    images = volume_slices(hu, is_hu=True) if space == "lung" else hu_to_medseg8(hu)
     name = Path(path).name.split(".nii")[0]
     return [Sample(f"neg_{name}_z{first + i:03d}_r{r}", image, np.zeros(image.shape, np.uint8), path,
-                   {"space": "lung", "group": f"neg_{name}", "source": "negative"})
-            for r in range(repeat) for i, image in enumerate(volume_slices(hu, is_hu=True))]
+                   {"space": space, "group": f"neg_{name}", "source": "negative"})
+            for r in range(repeat) for i, image in enumerate(images)]
 
 
 def is_ct_seg_slices(root: Path) -> bool:

@@ -188,6 +188,20 @@ def summarise(rows: List[Mapping[str, float]]) -> Dict[str, Dict[str, float]]:
     return out
 
 
+def pooled_group_dice(rows: Sequence[Mapping[str, float]], reference_pixels: Sequence[int],
+                      groups: Sequence) -> Dict[str, float]:
+    """Per-group (patient) Dice over all of a group's slices pooled, the 3D kind of Dice volume
+    methods report, rebuilt exactly from per-slice ``sensitivity`` and ``precision`` rows and each
+    slice's reference pixel count (TP = sensitivity x reference, prediction = TP / precision)."""
+    sums: Dict[str, List[float]] = {}
+    for row, ref, group in zip(rows, reference_pixels, groups):
+        tp = float(row["sensitivity"]) * ref
+        pred = tp / float(row["precision"]) if float(row["precision"]) > 0 else 0.0
+        total = sums.setdefault(str(group), [0.0, 0.0])
+        total[0], total[1] = total[0] + tp, total[1] + ref + pred
+    return {g: 2 * tp / both if both else 1.0 for g, (tp, both) in sums.items()}
+
+
 def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 

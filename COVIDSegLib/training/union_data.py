@@ -1,8 +1,11 @@
-"""The union training set of the infection models v2 (issue 12), all in the lung model's space.
+"""The union training set of the infection models v2 (issue 12), in one of two spaces.
 
-Every slice is brought into the space the public covid19-ct-seg slices were published in
-(``lung_space``: letterbox to 256, per-slice min-max, CLAHE), so MedSeg's 8-bit window, the
-covid19-ct-seg slices and real HU volumes look alike to the network. Targets (3 classes):
+``space="lung"``: every slice is brought into the space the public covid19-ct-seg slices were
+published in (``lung_space``: letterbox to 256, per-slice min-max, CLAHE), so MedSeg's 8-bit
+window, the covid19-ct-seg slices and real HU volumes look alike to the network.
+``space="medseg8"``: MedSeg slices and the HU negatives stay in (or go to) the MedSeg 8-bit
+window the v1 models use, and the covid19-ct-seg slices, which cannot be brought there (CLAHE is
+not invertible), are added in their own space as extra anatomy and lesions. Targets (3 classes):
 
 * MedSeg slices with a multi-class mask: 0 background, 1 GGO, 2 consolidation (fully labelled);
 * MedSeg slices with a binary mask only, and covid19-ct-seg slices: infection pixels carry
@@ -10,7 +13,7 @@ covid19-ct-seg slices and real HU volumes look alike to the network. Targets (3 
 * lung-free slices of HU volumes (below the lung bases): all background.
 
 ``meta``: ``group`` (patient; each MedSeg slice its own, as its patients are not recorded),
-``source`` (medseg, ctseg, negative) and ``space`` = ``lung``.
+``source`` (medseg, ctseg, negative) and ``space`` (``lung`` or ``medseg8``).
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from .datasets import Sample, load_ct_seg_slices, load_medseg, lung_free_slices
 from .partial_loss import UNION
 
 N_CLASSES = 3  # background, GGO, consolidation (UNION is a target value, not an output)
+SPACES = ("lung", "medseg8")
 
 
 def slice_in_lung_space(image: np.ndarray, target: np.ndarray) -> Tuple[np.ndarray, np.ndarray, LetterboxInfo]:
@@ -34,19 +38,21 @@ def slice_in_lung_space(image: np.ndarray, target: np.ndarray) -> Tuple[np.ndarr
     return spaced, boxed.astype(np.uint8), info
 
 
-def _medseg_in_lung_space(sample: Sample, target: np.ndarray, group: str) -> Sample:
-    image, boxed, _ = slice_in_lung_space(sample.image, target)
-    return Sample(f"medseg_{sample.id}", image, boxed, sample.source,
-                  {"space": "lung", "group": group, "source": "medseg"})
+def _medseg_sample(sample: Sample, target: np.ndarray, space: str) -> Sample:
+    image, target = sample.image, np.asarray(target, np.uint8)
+    if space == "lung":
+        image, target, _ = slice_in_lung_space(image, target)
+    return Sample(f"medseg_{sample.id}", image, target, sample.source,
+                  {"space": space, "group": f"medseg_{sample.id}", "source": "medseg"})
 
 
-def medseg_samples(root: Path) -> List[Sample]:
+def medseg_samples(root: Path, space: str = "lung") -> List[Sample]:
     """MedSeg slices: the multi-class mask where there is one, else the binary mask as UNION."""
     multi = {s.id: s for s in load_medseg(root, "multiclass")}
     out = []
     for s in load_medseg(root, "binary"):
         target = multi[s.id].target if s.id in multi else np.where(s.target > 0, UNION, 0)
-        out.append(_medseg_in_lung_space(s, target, f"medseg_{s.id}"))
+        out.append(_medseg_sample(s, target, space))
     return out
 
 
@@ -60,11 +66,13 @@ def ct_seg_samples(root: Path) -> List[Sample]:
 
 
 def union_samples(medseg: Path, ct_seg: Optional[Path], negatives: Iterable[str] = (),
-                  repeat_negatives: int = 1) -> List[Sample]:
+                  repeat_negatives: int = 1, space: str = "lung") -> List[Sample]:
     """MedSeg + covid19-ct-seg (None: MedSeg alone, for ablations) + lung-free negatives."""
-    out = medseg_samples(medseg) + (ct_seg_samples(ct_seg) if ct_seg else [])
+    if space not in SPACES:
+        raise ValueError(f"space must be one of {SPACES}, got {space!r}")
+    out = medseg_samples(medseg, space) + (ct_seg_samples(ct_seg) if ct_seg else [])
     for spec in negatives:
-        out += lung_free_slices(spec, repeat_negatives)
+        out += lung_free_slices(spec, repeat_negatives, space)
     return out
 
 
