@@ -7,11 +7,13 @@ from ``<runs>/cv_slices.csv``). Works for the v1 runs (scripts/crossvalidate_arc
 
     python scripts/evaluate_pipeline_cv.py --runs runs/cv/xr_msf_unet --margins 0,10,1000
     python scripts/evaluate_pipeline_cv.py --runs runs/union_v2/cv --space lung --margins 10
+    python scripts/evaluate_pipeline_cv.py --runs runs/union_m8/cv --margins 5 --classes model,density
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -63,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=Path, default=Path("runs/cv/xr_msf_unet"))
     ap.add_argument("--space", default="medseg8", choices=("medseg8", "lung"), help="the models' intensity space")
     ap.add_argument("--margins", default="0,10,1000", help="lung margins in mm (1 mm pixels assumed)")
+    ap.add_argument("--classes", default="model", help="comma-separated: model (the network's GGO/consolidation), "
+                                                       "density (its infection split by density)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
@@ -71,17 +75,17 @@ def main(argv=None) -> int:
     multi = {s.id: s.target for s in load_medseg(args.data, "multiclass")}
     samples = [s for s in load_medseg(args.data, "binary") if s.id in folds]
     results = {}
-    for margin in (float(m) for m in args.margins.split(",")):
+    for margin, classes in itertools.product((float(m) for m in args.margins.split(",")), args.classes.split(",")):
         rows = []
         for fold in sorted(set(folds.values())):
             seg = Segmenter(fold_bundle(args.runs, fold, cfg, args.space),
-                            InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0))
+                            InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0, classes=classes))
             for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
                 rows.append(score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id)))
-        results[f"margin_{margin:g}mm"] = m = summarise(rows)
+        results[f"margin_{margin:g}mm" + ("" if classes == "model" else f"_{classes}")] = m = summarise(rows)
         split = "".join(f", {c} {m[c + '_dice']['mean']:.3f}" for c in ("GGO", "consolidation") if c + "_dice" in m)
-        print(f"margin {margin:g} mm ({len(rows)} slices): infection Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}"
+        print(f"margin {margin:g} mm, classes {classes} ({len(rows)} slices): infection Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}"
               f"{split}, precision {m['precision']['mean']:.3f}, sensitivity {m['sensitivity']['mean']:.3f}, "
               f"specificity {m['specificity']['mean']:.4f}, HD95 {m['hd95']['mean']:.1f} px", flush=True)
     if args.out:

@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     segment.add_argument("--batch-size", type=int, default=16, help="slices per model batch (default: %(default)s)")
     segment.add_argument("--tta", action="store_true", help="average with the left-right mirrored prediction")
+    segment.add_argument("--classes", choices=("model", "density"), default="model",
+                         help="GGO vs consolidation: the model's classes, or the model's infection split by "
+                              "density (consolidation: the in-plane median of the involved lung above -350 HU) (default: %(default)s)")
     segment.add_argument("--min-component-mm3", type=float, default=10.0, help="smaller infection islands are removed (default: %(default)s)")
     segment.add_argument("--lung-margin-mm", type=float, default=None,
                          help="infection is kept within the lungs dilated in-plane by this (default: 5 with "
@@ -114,7 +117,7 @@ def _inference_options(args: argparse.Namespace):
     from ..inference.segmenter import InferenceOptions
     return InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
                             lungs=args.lungs, tta_flip=args.tta, lung_margin_mm=args.lung_margin_mm,
-                            min_component_mm3=args.min_component_mm3)
+                            min_component_mm3=args.min_component_mm3, classes=args.classes)
 
 
 def _worker_count(text: str) -> int:

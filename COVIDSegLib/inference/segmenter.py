@@ -4,7 +4,7 @@ Steps: lungs (``lungs``) -> intensities to the bundle's space (MedSeg 8-bit, or 
 the v2 models) -> the 2D model on every axial
 slice that contains lung, in batches, through the bundle's own preparation and its exact
 inverse (``slice_prep``) -> infection kept within the lungs plus a margin, small components
-removed -> labels in the input's
+removed -> optionally GGO/consolidation from density (``density_split``) -> labels in the input's
 exact geometry. Slices are processed in radiological orientation (SimpleITK "LPS") whatever the
 volume's direction, and mapped back.
 """
@@ -30,6 +30,7 @@ from ..preprocess.slice_prep import InputSpec, prepare, restore
 from ..preprocess.transforms import LetterboxInfo, unletterbox
 from ..progress import CancelToken, ProgressCallback, check, no_progress
 from ..volume import Volume
+from .density_split import DensitySplit, split_by_density
 from .predict2d import batch_probabilities, join_batches, pick_device
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ class InferenceOptions:
     min_component_mm3: float = 10.0  # smaller infection islands are removed (mm^2 x slice thickness)
     empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
     keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
+    classes: str = "model"           # GGO vs consolidation: "model" (the network's classes) or
+    # "density" (the network's infection, each voxel's class from the HU around it: density_split)
 
 
 @dataclass
@@ -94,6 +97,16 @@ class Segmenter:
         return "training-free (classic)" if self.options.lungs == "classic" else \
             "training-free (fallback: no lung model installed)"
 
+    @property
+    def class_method(self) -> str:
+        """What told GGO from consolidation, for reports."""
+        if self.bundle.card["task"] != "multiclass":
+            return "none (binary model: infection only)"
+        if self.options.classes == "density":
+            d = DensitySplit()
+            return f"density: in-plane {d.median_mm:g} mm median above {d.threshold_hu:g} HU is consolidation"
+        return "model"
+
     # ------------------------------------------------------------------ model
     def _forward(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         return batch_probabilities(self.model, x, self.device, self.options.tta_flip)
@@ -134,6 +147,9 @@ class Segmenter:
         margin_px = int(round(self.lung_margin_mm / min(spacing[1], spacing[2])))
         infection, run = self._infection(stored, to_model_space, lung_lps, margin_px, probs_lps, progress, cancel)
         infection = self._postprocess(infection, lung_lps, spacing, margin_px)
+        if opts.classes == "density" and self.bundle.card["task"] == "multiclass":
+            hu_slice = partial(_hu_slice, stored, volume.space, calibration)
+            infection = split_by_density(infection, hu_slice, spacing[1:])
         labels = compose(lungs.array, from_lps(infection, volume))  # in the input's geometry: one copy
         progress(run + 2, run + 2, "done")
         return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs, calibration)
@@ -204,6 +220,11 @@ def _lung_space_slices(stored: np.ndarray, space: str, calibration: str) -> Tupl
     if calibration == MEDSEG8:  # 8-bit slices enter the lung space as they are, as in training
         return slices_to_lung_space(np.asarray(stored), is_hu=False)
     return slices_to_lung_space(to_hu(Volume(np.asarray(stored), space=space), calibration).array, is_hu=True)
+
+
+def _hu_slice(stored: np.ndarray, space: str, calibration: str, z: int) -> np.ndarray:
+    """One stored slice (LPS view) in HU."""
+    return to_hu(Volume(np.asarray(stored[z:z + 1]), space=space), calibration).array[0]
 
 
 def _restore(prob: np.ndarray, geometry, outer: Optional[LetterboxInfo],
