@@ -45,6 +45,7 @@ class FakeSegmenter:
     calls: List[tuple] = field(default_factory=list)  # shapes of the volumes segmented
 
     lung_method: str = "training-free (classic)"
+    class_method: str = "model"
 
     @property
     def bundle(self) -> FakeBundle:

@@ -59,6 +59,21 @@ def score(labels: np.ndarray, binary: np.ndarray, multi) -> dict:
     return row
 
 
+def paired(first: list, second: list) -> dict:
+    """Slice-by-slice comparison of two runs over the same slices: mean change, slices better and
+    worse, two-sided Wilcoxon signed-rank p (GGO and consolidation over the slices that have them)."""
+    from scipy.stats import wilcoxon
+    out = {}
+    for key in ("dice", "GGO_dice", "consolidation_dice"):
+        pairs = np.array([(a[key], b[key]) for a, b in zip(first, second) if key in a and key in b])
+        if not len(pairs):
+            continue
+        d = pairs[:, 1] - pairs[:, 0]
+        out[key] = {"mean_change": float(d.mean()), "better": int((d > 0).sum()), "worse": int((d < 0).sum()),
+                    "n": len(d), "wilcoxon_p": float(wilcoxon(pairs[:, 1], pairs[:, 0]).pvalue) if d.any() else 1.0}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data/medseg100"))
@@ -74,7 +89,7 @@ def main(argv=None) -> int:
     folds = medseg_folds(args.runs)
     multi = {s.id: s.target for s in load_medseg(args.data, "multiclass")}
     samples = [s for s in load_medseg(args.data, "binary") if s.id in folds]
-    results = {}
+    results, per_slice = {}, {}
     for margin, classes in itertools.product((float(m) for m in args.margins.split(",")), args.classes.split(",")):
         rows = []
         for fold in sorted(set(folds.values())):
@@ -83,11 +98,17 @@ def main(argv=None) -> int:
             for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
                 rows.append(score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id)))
+        per_slice[(margin, classes)] = rows
         results[f"margin_{margin:g}mm" + ("" if classes == "model" else f"_{classes}")] = m = summarise(rows)
         split = "".join(f", {c} {m[c + '_dice']['mean']:.3f}" for c in ("GGO", "consolidation") if c + "_dice" in m)
         print(f"margin {margin:g} mm, classes {classes} ({len(rows)} slices): infection Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}"
               f"{split}, precision {m['precision']['mean']:.3f}, sensitivity {m['sensitivity']['mean']:.3f}, "
               f"specificity {m['specificity']['mean']:.4f}, HD95 {m['hd95']['mean']:.1f} px", flush=True)
+    for margin in {m for m, _ in per_slice}:
+        if (margin, "model") in per_slice and (margin, "density") in per_slice:
+            results[f"margin_{margin:g}mm_density_vs_model"] = paired(per_slice[(margin, "model")],
+                                                                       per_slice[(margin, "density")])
+            print(f"margin {margin:g} mm, density vs model:", json.dumps(results[f"margin_{margin:g}mm_density_vs_model"]))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
     return 0

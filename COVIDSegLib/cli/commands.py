@@ -66,9 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     segment.add_argument("--batch-size", type=int, default=16, help="slices per model batch (default: %(default)s)")
     segment.add_argument("--tta", action="store_true", help="average with the left-right mirrored prediction")
-    segment.add_argument("--classes", choices=("model", "density"), default="model",
-                         help="GGO vs consolidation: the model's classes, or the model's infection split by "
-                              "density (consolidation: the in-plane median of the involved lung above -350 HU) (default: %(default)s)")
+    segment.add_argument("--classes", choices=("model", "density"), default="density",
+                         help="GGO vs consolidation: density (the model's infection; consolidation where the "
+                              "in-plane median of the involved lung is above -350 HU) or the model's own classes "
+                              "(default: %(default)s)")
     segment.add_argument("--min-component-mm3", type=float, default=10.0, help="smaller infection islands are removed (default: %(default)s)")
     segment.add_argument("--lung-margin-mm", type=float, default=None,
                          help="infection is kept within the lungs dilated in-plane by this (default: 5 with "

@@ -48,8 +48,8 @@ class InferenceOptions:
     min_component_mm3: float = 10.0  # smaller infection islands are removed (mm^2 x slice thickness)
     empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
     keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
-    classes: str = "model"           # GGO vs consolidation: "model" (the network's classes) or
-    # "density" (the network's infection, each voxel's class from the HU around it: density_split)
+    classes: str = "density"         # GGO vs consolidation: "density" (the network's infection, each voxel's
+    # class from the HU around it: density_split; CV-better than the network's own split) or "model"
 
 
 @dataclass
