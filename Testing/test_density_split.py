@@ -63,5 +63,7 @@ def test_segment_classes_density_keeps_the_infection_and_says_so_in_the_report(t
         labels[classes] = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{stem_of(ct)}.labels.nii.gz")))
     assert reports["model"]["class_method"] == "model"
     assert reports["density"]["class_method"].startswith("density")
+    cohort = (tmp_path / "density" / "cohort.csv").read_text()
+    assert "class_method" in cohort.splitlines()[0] and "density: in-plane 15 mm" in cohort
     infected = [np.isin(a, (GGO, CONSOLIDATION)) for a in labels.values()]
     np.testing.assert_array_equal(*infected)  # the same voxels are involved; only their class may differ

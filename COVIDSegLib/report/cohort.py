@@ -19,13 +19,14 @@ from ..jobs.batch import BatchRow
 FIELDS = ["stem", "input", "status", "seconds", "grade", "gradable", "total_severity_score",
           "both_involvement_percent", "left_involvement_percent", "right_involvement_percent",
           "left_lung_ml", "right_lung_ml", "left_infection_ml", "right_infection_ml", "left_ggo_ml", "right_ggo_ml",
-          "left_consolidation_ml", "right_consolidation_ml", "warnings", "error", "model", "model_sha256", "lung_method"]
+          "left_consolidation_ml", "right_consolidation_ml", "warnings", "error", "model", "model_sha256", "lung_method",
+          "class_method"]
 
 
 def _report_columns(report: dict) -> Dict[str, object]:
     columns: Dict[str, object] = {key: report.get(key) for key in
                                   ("grade", "gradable", "total_severity_score", "both_involvement_percent", "model",
-                                   "model_sha256", "lung_method")}
+                                   "model_sha256", "lung_method", "class_method")}
     for side, figures in (report.get("lungs") or {}).items():
         columns[f"{side}_involvement_percent"] = figures.get("involvement_percent")
         for key in ("lung_ml", "infection_ml", "ggo_ml", "consolidation_ml"):
