@@ -92,9 +92,18 @@ def _worker_pids(parent: int) -> list:
     return pids
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_a_worker_that_dies_is_replaced_and_only_its_input_fails(tmp_path, cohort_inputs):
     phantoms = [tmp_path / f"phantom_{i}.nii.gz" for i in range(2)]
-    tall = sitk.GetImageFromArray(np.concatenate([chest_phantom().hu] * 3))  # long enough to be caught at work
+    tall = sitk.GetImageFromArray(np.concatenate([chest_phantom().hu] * 8))  # long enough to be caught at work
     tall.SetSpacing(SPACING)
     for path in phantoms:
         sitk.WriteImage(tall, str(path))
@@ -105,8 +114,12 @@ def test_a_worker_that_dies_is_replaced_and_only_its_input_fails(tmp_path, cohor
     deadline = time.time() + 60
     while len(_worker_pids(process.pid)) < 2 and time.time() < deadline:
         time.sleep(0.2)
-    time.sleep(8.0)  # the models are loaded and both phantoms are being segmented
-    os.kill(_worker_pids(process.pid)[0], signal.SIGKILL)
+    workers = _worker_pids(process.pid)
+    # busy: past importing and loading the models (a few CPU seconds), segmenting a phantom
+    while min(map(_cpu_seconds, workers)) < 6.0 and time.time() < deadline:
+        time.sleep(0.2)
+    assert len(_worker_pids(process.pid)) == 2, "the workers finished before one could be stopped"
+    os.kill(workers[0], signal.SIGKILL)
     out, err = process.communicate(timeout=300)
     assert process.returncode == 1
     assert err.count("\n") == 1 and "the worker process died (signal SIGKILL)" in err, err
