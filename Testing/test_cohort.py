@@ -140,7 +140,7 @@ def test_default_workers_follow_cores_and_memory():
 def test_ctrl_c_stops_the_workers_and_keeps_finished_inputs(tmp_path, cohort_inputs):
     """SIGINT to the command (a terminal's Ctrl-C): exit 130, one line, the inputs finished so
     far stay whole, the ones in flight leave nothing, and the cohort table lists the finished."""
-    tall = sitk.GetImageFromArray(np.concatenate([chest_phantom().hu] * 3))
+    tall = sitk.GetImageFromArray(np.concatenate([chest_phantom().hu] * 8))  # still in flight at the signal
     tall.SetSpacing(SPACING)
     slow = [tmp_path / f"slow_{i}.nii.gz" for i in range(2)]
     for path in slow:
