@@ -54,9 +54,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     samples = load_medseg(args.data, "multiclass")
-    table = dice_table(samples)
-    candidates = [DensitySplit(t, m) for t, m in table]
-    scores = {c: table[(c.threshold_hu, c.median_mm)] for c in candidates}
+    scores = {DensitySplit(t, m): dice for (t, m), dice in dice_table(samples).items()}
+    candidates = list(scores)
     held_out = np.zeros((len(samples), 2))
     chosen = []
     for train, test in kfold(len(samples), args.folds, 0):

@@ -79,6 +79,9 @@ class Segmenter:
             self.class_values[index] = value
         self.batch_size = max(1, int(options.batch_size))
         self.lung_model = load_lung_model(options.lungs, options.device)
+        # GGO/consolidation by density: multi-class models only (a binary model's 3 is "infection")
+        self.density_split = (DensitySplit() if options.classes == "density" and bundle.card["task"] == "multiclass"
+                              else None)
         margin = options.lung_margin_mm
         self.lung_margin_mm = float(margin if margin is not None else (5.0 if self.lung_model else 10.0))
 
@@ -102,10 +105,9 @@ class Segmenter:
         """What told GGO from consolidation, for reports."""
         if self.bundle.card["task"] != "multiclass":
             return "none (binary model: infection only)"
-        if self.options.classes == "density":
-            d = DensitySplit()
-            return f"density: in-plane {d.median_mm:g} mm median above {d.threshold_hu:g} HU is consolidation"
-        return "model"
+        d = self.density_split
+        return "model" if d is None else \
+            f"density: in-plane {d.median_mm:g} mm median above {d.threshold_hu:g} HU is consolidation"
 
     # ------------------------------------------------------------------ model
     def _forward(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
@@ -147,9 +149,9 @@ class Segmenter:
         margin_px = int(round(self.lung_margin_mm / min(spacing[1], spacing[2])))
         infection, run = self._infection(stored, to_model_space, lung_lps, margin_px, probs_lps, progress, cancel)
         infection = self._postprocess(infection, lung_lps, spacing, margin_px)
-        if opts.classes == "density" and self.bundle.card["task"] == "multiclass":
+        if self.density_split is not None:
             hu_slice = partial(_hu_slice, stored, volume.space, calibration)
-            infection = split_by_density(infection, hu_slice, spacing[1:])
+            infection = split_by_density(infection, hu_slice, spacing[1:], self.density_split)
         labels = compose(lungs.array, from_lps(infection, volume))  # in the input's geometry: one copy
         progress(run + 2, run + 2, "done")
         return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs, calibration)

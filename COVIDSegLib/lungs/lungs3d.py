@@ -34,6 +34,8 @@ from scipy import ndimage
 from .. import morphology as morph
 from ..labels import LEFT_LUNG, RIGHT_LUNG
 
+FACE = ndimage.generate_binary_structure(3, 1)  # the six face neighbours
+
 
 @dataclass(frozen=True)
 class Lungs3DParams:
@@ -190,15 +192,10 @@ def peel_partial_volume_rim(mask: np.ndarray, hu: np.ndarray, params: Lungs3DPar
     if not params.peel_rim or not mask.any():
         return mask
     zs, ys, xs = morph.bounding_box(mask, 1)
-    box = (slice(max(0, zs.start - 1), min(mask.shape[0], zs.stop + 1)), ys, xs)
-    m = np.pad(mask[box], 1, mode="edge")  # beyond the image: as the edge voxel (no boundary there)
-    inner = m[1:-1, 1:-1, 1:-1]
-    outside = np.zeros(inner.shape, bool)
-    for axis in range(3):
-        for step in (-1, 1):
-            outside |= ~np.roll(m, step, axis)[1:-1, 1:-1, 1:-1]
+    box = (slice(max(0, zs.start - 1), min(mask.shape[0], zs.stop + 1)), ys, xs)  # one voxel of margin
+    interior = ndimage.binary_erosion(mask[box], FACE, border_value=1)  # beyond the image counts as mask
     out = mask.copy()
-    out[box] &= ~(inner & outside & (hu[box] >= params.rim_hu))
+    out[box] &= interior | (hu[box] < params.rim_hu)
     return out
 
 
