@@ -86,6 +86,8 @@ def test_partial_coverage_is_not_gradable_and_says_why():
     assert r.grade == "not gradable" and r.total_severity_score is None and not r.gradable
     assert r.warnings[0] == "not gradable: partial lung coverage, 60 mm (apex and bases not in the scan)"
     assert r.lungs["left"].involvement_percent == pytest.approx(100 * 800 / 4800)  # what was seen
+    zones = [z for f in r.lungs.values() for z in f.zones.values()]  # thirds of what was seen: no zones
+    assert all(z["involvement_percent"] is None and z["score"] is None and z["lung_ml"] > 0 for z in zones)
     top_only = np.pad(a, ((1, 0), (0, 0), (0, 0)))  # an empty slice below: bases in the scan
     assert "(apex not in the scan)" in quantify(vol(top_only)).grade_word
     one_slice = quantify(vol(a[:1]))

@@ -35,6 +35,8 @@ NA = float("nan")  # "n/a" in a double column: a zone without lung, no grade
 
 
 def _zone_percent(report: Report, zone: str) -> float:
+    if not report.gradable:
+        return NA  # thirds of a partial scan are not the lung's zones
     zones = [f.zones[zone] for f in report.lungs.values()]
     lung = sum(z["lung_ml"] for z in zones)
     return 100.0 * sum(z["infection_ml"] for z in zones) / lung if lung else NA

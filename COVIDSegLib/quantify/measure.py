@@ -19,7 +19,8 @@ Definitions (all volumes from the voxel count times the voxel volume, in mL):
   CT-4 critical (> 75 %).
 * **Not gradable**: when the scan does not hold the whole lungs (``plausibility.coverage``) the
   report gives the volumes and percentages of what was seen, grade "not gradable" with the
-  reason, and no total score; a zone without lung has involvement and score None ("n/a").
+  reason, and no total score; a zone without lung has involvement and score None ("n/a"), and
+  so has every zone of a partial scan: thirds of the extent seen are not the lung's thirds.
   ``warnings`` lists every plausibility problem (``plausibility.warnings_for``).
 """
 from __future__ import annotations
@@ -202,6 +203,9 @@ def quantify(labels: Volume, image: Optional[Volume] = None, calibration: str = 
     code, word = grade(pct)
     if not cov["complete"]:
         code, word, total = NOT_GRADABLE, partial_reason(cov), None
+        for f in lungs.values():
+            for z in f.zones.values():
+                z["involvement_percent"] = z["score"] = None
     return Report(lungs, both_lung, both_inf, pct, total, code, word, voxel_ml, cov["complete"], warnings,
                   cov, density)
 

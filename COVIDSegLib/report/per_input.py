@@ -22,7 +22,7 @@ def _row(cells, tag: str = "td") -> str:
 
 def _zone_cell(zone: dict) -> str:
     if zone["involvement_percent"] is None:
-        return "n/a (no lung)"
+        return "n/a (partial coverage)" if zone["lung_ml"] else "n/a (no lung)"
     return f"{zone['involvement_percent']:.1f} ({zone['score']})"
 
 
