@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Compare union runs (scripts/train_infection_union.py, one output folder per architecture) in the
+tables of docs/MODELS.md: per-source CV figures, parameters, wall time, and the paired per-slice
+comparison on the MedSeg slices (Wilcoxon signed-rank).
+
+    python scripts/union_table.py runs/cmp128_unet8 runs/cmp128_xr_msf_unet8 runs/cmp128_unetpp8
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from COVIDSegLib.models.registry import build_model, count_parameters  # noqa: E402
+from COVIDSegLib.training.trainer import TrainConfig  # noqa: E402
+
+HEADER = ("| model | params | MedSeg infection Dice | thr-avg Dice | GGO Dice | consolidation Dice | precision "
+          "| covid19-ct-seg infection Dice | negatives without a false positive | wall time |")
+
+
+def _mean(s: dict, key: str) -> str:
+    m = s.get(key) or {}
+    return f"{m['mean']:.3f}" if m.get("n") else "n/a"
+
+
+def _rows(run: Path) -> list:
+    with open(run / "cv_slices.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _minutes(run: Path) -> str:
+    """Wall time from the log's stamps; the clock restarts when a run resumes, so runs are summed."""
+    log = run / "train.log"
+    stamps = [int(t) for t in re.findall(r"^\[\s*(\d+)s\]", log.read_text(), re.M)] if log.exists() else []
+    if not stamps:
+        return "?"
+    total = sum(a for a, b in zip(stamps, stamps[1:]) if b < a) + stamps[-1]
+    return f"{total / 60:.0f} min"
+
+
+def describe(run: Path) -> str:
+    cfg = json.loads((run / "cv_summary.json").read_text())["config"]
+    model = cfg["model"]
+    params = count_parameters(build_model(TrainConfig.from_dict(cfg).model_config()))
+    name = f"{model['name']} ({', '.join(f'{k} {v}' for k, v in model.items() if k != 'name')})"
+    by = json.loads((run / "cv_by_source.json").read_text())
+    neg = [r for r in _rows(run) if r["id"].startswith("neg_")]
+    clean = sum(float(r["dice"]) == 1.0 for r in neg)
+    cells = [name, f"{params / 1e6:.2f} M", _mean(by["medseg"], "dice"), _mean(by["medseg"], "tad"),
+             _mean(by["medseg"], "GGO_dice"), _mean(by["medseg"], "consolidation_dice"),
+             _mean(by["medseg"], "precision"), _mean(by.get("ctseg", {}), "dice"), f"{clean} of {len(neg)}",
+             _minutes(run)]
+    return "| " + " | ".join(cells) + " |"
+
+
+def paired(runs: list, key: str) -> list:
+    """Per MedSeg slice ``key`` of each pair of runs: mean difference, slices better, Wilcoxon p."""
+    def values(run):
+        return {r["id"]: float(r[key]) for r in _rows(run)
+                if not r["id"].startswith(("ctseg_", "neg_")) and r[key] not in ("", "nan")}
+
+    lines = [f"| {key}: A vs B | mean Δ | A better / worse | Wilcoxon p |", "|---|---|---|---|"]
+    for a, b in combinations(runs, 2):
+        va, vb = values(a), values(b)
+        ids = sorted(set(va) & set(vb))
+        diff = np.array([va[i] - vb[i] for i in ids])
+        p = wilcoxon(diff).pvalue if np.any(diff) else 1.0
+        lines.append(f"| {a.name} vs {b.name} | {diff.mean():+.3f} | {int((diff > 0).sum())} / {int((diff < 0).sum())} "
+                     f"| {p:.2g} |")
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path)
+    args = ap.parse_args(argv)
+    print("\n".join([HEADER, "|---" * 10 + "|"] + [describe(r) for r in args.runs]))
+    for key in ("dice", "GGO_dice", "consolidation_dice"):
+        print()
+        print("\n".join(paired(args.runs, key)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
