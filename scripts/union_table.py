@@ -27,19 +27,24 @@ HEADER = ("| model | params | MedSeg infection Dice | thr-avg Dice | GGO Dice | 
           "| covid19-ct-seg infection Dice | negatives without a false positive | wall time |")
 
 
+def _file(run: Path, name: str) -> Path:
+    """``name`` in the run folder or its ``cv/`` (as train_infection_union writes it)."""
+    return run / name if (run / name).exists() else run / "cv" / name
+
+
 def _mean(s: dict, key: str) -> str:
     m = s.get(key) or {}
     return f"{m['mean']:.3f}" if m.get("n") else "n/a"
 
 
 def _rows(run: Path) -> list:
-    with open(run / "cv_slices.csv", newline="", encoding="utf-8") as f:
+    with open(_file(run, "cv_slices.csv"), newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
 
 def _minutes(run: Path) -> str:
     """Wall time from the log's stamps; the clock restarts when a run resumes, so runs are summed."""
-    log = run / "train.log"
+    log = _file(run, "train.log")
     stamps = [int(t) for t in re.findall(r"^\[\s*(\d+)s\]", log.read_text(), re.M)] if log.exists() else []
     if not stamps:
         return "?"
@@ -48,11 +53,12 @@ def _minutes(run: Path) -> str:
 
 
 def describe(run: Path) -> str:
-    cfg = json.loads((run / "cv_summary.json").read_text())["config"]
+    cfg = json.loads(_file(run, "cv_summary.json").read_text())["config"]
     model = cfg["model"]
     params = count_parameters(build_model(TrainConfig.from_dict(cfg).model_config()))
     name = f"{model['name']} ({', '.join(f'{k} {v}' for k, v in model.items() if k != 'name')})"
-    by = json.loads((run / "cv_by_source.json").read_text())
+    name += f", {cfg['input']['size']} px, {cfg['epochs']} epochs"
+    by = json.loads(_file(run, "cv_by_source.json").read_text())
     neg = [r for r in _rows(run) if r["id"].startswith("neg_")]
     clean = sum(float(r["dice"]) == 1.0 for r in neg)
     cells = [name, f"{params / 1e6:.2f} M", _mean(by["medseg"], "dice"), _mean(by["medseg"], "tad"),
