@@ -51,12 +51,19 @@ def medseg_folds(run_dir: Path) -> dict:
 
 
 def score(labels: np.ndarray, binary: np.ndarray, multi) -> dict:
-    """Infection (3 + 4) against the binary mask; GGO (3) and consolidation (4) where split."""
+    """Infection (3 + 4) against the binary mask; GGO (3) and consolidation (4) where split; the
+    share of the expert's infection inside the lungs the report measures (labels 1-4)."""
     row = dict(binary_metrics(np.isin(labels, (3, 4)), binary > 0))
+    if binary.any():
+        row["expert_inside_report_lungs"] = float(np.mean(labels[binary > 0] > 0))
     if multi is not None:
         for name, value, truth in (("GGO", 3, 1), ("consolidation", 4, 2)):
             row.update({f"{name}_{k}": v for k, v in binary_metrics(labels == value, multi == truth).items()})
     return row
+
+
+def min_inside(rows: list) -> float:
+    return min(r["expert_inside_report_lungs"] for r in rows if "expert_inside_report_lungs" in r)
 
 
 def paired(first: list, second: list) -> dict:
@@ -103,7 +110,8 @@ def main(argv=None) -> int:
         split = "".join(f", {c} {m[c + '_dice']['mean']:.3f}" for c in ("GGO", "consolidation") if c + "_dice" in m)
         print(f"margin {margin:g} mm, classes {classes} ({len(rows)} slices): infection Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}"
               f"{split}, precision {m['precision']['mean']:.3f}, sensitivity {m['sensitivity']['mean']:.3f}, "
-              f"specificity {m['specificity']['mean']:.4f}, HD95 {m['hd95']['mean']:.1f} px", flush=True)
+              f"specificity {m['specificity']['mean']:.4f}, HD95 {m['hd95']['mean']:.1f} px, expert infection inside the "
+              f"report's lungs {m['expert_inside_report_lungs']['mean']:.3f} (worst {min_inside(rows):.3f})", flush=True)
     for margin in {m for m, _ in per_slice}:
         if (margin, "model") in per_slice and (margin, "density") in per_slice:
             results[f"margin_{margin:g}mm_density_vs_model"] = paired(per_slice[(margin, "model")],
