@@ -12,6 +12,7 @@ import csv
 import json
 import re
 import sys
+from datetime import datetime
 from itertools import combinations
 from pathlib import Path
 
@@ -46,6 +47,11 @@ def _minutes(run: Path) -> str:
     """Wall time from the log's stamps; the clock restarts when a run resumes, so runs are summed."""
     log = _file(run, "train.log")
     stamps = [int(t) for t in re.findall(r"^\[\s*(\d+)s\]", log.read_text(), re.M)] if log.exists() else []
+    if not stamps and log.exists():  # `covidseg train` logs dates
+        dates = re.findall(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) \[", log.read_text(), re.M)
+        if dates:
+            first, last = (datetime.fromisoformat(d) for d in (dates[0], dates[-1]))
+            return f"{(last - first).total_seconds() / 60:.0f} min"
     if not stamps:
         return "?"
     total = sum(a for a, b in zip(stamps, stamps[1:]) if b < a) + stamps[-1]
@@ -58,12 +64,14 @@ def describe(run: Path) -> str:
     params = count_parameters(build_model(TrainConfig.from_dict(cfg).model_config()))
     name = f"{model['name']} ({', '.join(f'{k} {v}' for k, v in model.items() if k != 'name')})"
     name += f", {cfg['input']['size']} px, {cfg['epochs']} epochs"
-    by = json.loads(_file(run, "cv_by_source.json").read_text())
+    by_source = _file(run, "cv_by_source.json")  # a MedSeg-only run (v1) has its summary only
+    by = json.loads(by_source.read_text()) if by_source.exists() else {
+        "medseg": json.loads(_file(run, "cv_summary.json").read_text())["metrics"]}
     neg = [r for r in _rows(run) if r["id"].startswith("neg_")]
     clean = sum(float(r["dice"]) == 1.0 for r in neg)
     cells = [name, f"{params / 1e6:.2f} M", _mean(by["medseg"], "dice"), _mean(by["medseg"], "tad"),
              _mean(by["medseg"], "GGO_dice"), _mean(by["medseg"], "consolidation_dice"),
-             _mean(by["medseg"], "precision"), _mean(by.get("ctseg", {}), "dice"), f"{clean} of {len(neg)}",
+             _mean(by["medseg"], "precision"), _mean(by.get("ctseg", {}), "dice"), f"{clean} of {len(neg)}" if neg else "not scored",
              _minutes(run)]
     return "| " + " | ".join(cells) + " |"
 
@@ -71,7 +79,7 @@ def describe(run: Path) -> str:
 def paired(runs: list, key: str) -> list:
     """Per MedSeg slice ``key`` of each pair of runs: mean difference, slices better, Wilcoxon p."""
     def values(run):
-        return {r["id"]: float(r[key]) for r in _rows(run)
+        return {r["id"].removeprefix("medseg_"): float(r[key]) for r in _rows(run)
                 if not r["id"].startswith(("ctseg_", "neg_")) and r[key] not in ("", "nan")}
 
     lines = [f"| {key}: A vs B | mean Δ | A better / worse | Wilcoxon p |", "|---|---|---|---|"]
