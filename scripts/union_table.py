@@ -63,7 +63,8 @@ def describe(run: Path) -> str:
     model = cfg["model"]
     params = count_parameters(build_model(TrainConfig.from_dict(cfg).model_config()))
     name = f"{model['name']} ({', '.join(f'{k} {v}' for k, v in model.items() if k != 'name')})"
-    name += f", {cfg['input']['size']} px, {cfg['epochs']} epochs"
+    name += f", {cfg['input']['size']} px" + (f" ({cfg['crop']} px crops)" if cfg.get("crop") else "")
+    name += f", {cfg['epochs']} epochs"
     by_source = _file(run, "cv_by_source.json")  # a MedSeg-only run (v1) has its summary only
     by = json.loads(by_source.read_text()) if by_source.exists() else {
         "medseg": json.loads(_file(run, "cv_summary.json").read_text())["metrics"]}
