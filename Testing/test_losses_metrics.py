@@ -286,3 +286,13 @@ def test_pooled_group_dice_equals_dice_over_the_stacked_slices(seed):
         p = np.stack([x for x, k in zip(preds, groups) if k == g])
         t = np.stack([x for x, k in zip(truths, groups) if k == g])
         assert pooled[str(g)] == pytest.approx(2 * (p & t).sum() / (p.sum() + t.sum()), abs=1e-9)
+
+
+def test_paired_change_counts_and_tests_the_differences():
+    from scipy.stats import wilcoxon
+
+    from COVIDSegLib.training.metrics import paired_change
+    c = paired_change([0.5, 0.6, 0.7, 0.8, 0.4], [0.6, 0.6, 0.9, 0.7, 0.8])
+    assert c["mean_change"] == pytest.approx(0.12) and (c["better"], c["worse"], c["n"]) == (3, 1, 5)
+    assert c["wilcoxon_p"] == pytest.approx(wilcoxon([0.1, 0.0, 0.2, -0.1, 0.4]).pvalue)
+    assert paired_change([0.3, 0.4], [0.3, 0.4])["wilcoxon_p"] == 1.0  # nothing changed

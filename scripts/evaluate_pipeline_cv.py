@@ -28,7 +28,7 @@ from COVIDSegLib.bundle import ModelBundle  # noqa: E402
 from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter  # noqa: E402
 from COVIDSegLib.models.registry import build_model  # noqa: E402
 from COVIDSegLib.training.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_medseg  # noqa: E402
-from COVIDSegLib.training.metrics import binary_metrics, summarise  # noqa: E402
+from COVIDSegLib.training.metrics import binary_metrics, paired_change, summarise  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig  # noqa: E402
 from COVIDSegLib.volume import MEDSEG8, Volume  # noqa: E402
 
@@ -67,17 +67,13 @@ def min_inside(rows: list) -> float:
 
 
 def paired(first: list, second: list) -> dict:
-    """Slice-by-slice comparison of two runs over the same slices: mean change, slices better and
-    worse, two-sided Wilcoxon signed-rank p (GGO and consolidation over the slices that have them)."""
-    from scipy.stats import wilcoxon
+    """Slice-by-slice comparison of two runs over the same slices (``metrics.paired_change``; GGO
+    and consolidation over the slices that have them)."""
     out = {}
     for key in ("dice", "GGO_dice", "consolidation_dice"):
         pairs = np.array([(a[key], b[key]) for a, b in zip(first, second) if key in a and key in b])
-        if not len(pairs):
-            continue
-        d = pairs[:, 1] - pairs[:, 0]
-        out[key] = {"mean_change": float(d.mean()), "better": int((d > 0).sum()), "worse": int((d < 0).sum()),
-                    "n": len(d), "wilcoxon_p": float(wilcoxon(pairs[:, 1], pairs[:, 0]).pvalue) if d.any() else 1.0}
+        if len(pairs):
+            out[key] = paired_change(pairs[:, 0], pairs[:, 1])
     return out
 
 

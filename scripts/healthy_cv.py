@@ -60,10 +60,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     out = {}
+    configs = {cv: TrainConfig.from_dict(json.loads((cv / "cv_summary.json").read_text())["config"]) for cv in args.runs}
     for path in args.volumes:
         stem = stem_of(path)
-        for cv in args.runs:
-            cfg = TrainConfig.from_dict(json.loads((cv / "cv_summary.json").read_text())["config"])
+        for cv, cfg in configs.items():
             runs = {fold: figures(fold_bundle(cv, fold, cfg, "medseg8"), path) for fold in unseen_folds(cv, stem)}
             mean = sum(r["involvement_percent"] for r in runs.values()) / len(runs)
             out[f"{cv.parent.name}/{stem}"] = {"mean_involvement_percent": round(mean, 2), "folds": runs}

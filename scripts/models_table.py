@@ -45,8 +45,7 @@ def paired(run_dir: Path, best: str) -> str:
     """Per-slice Dice of ``best`` minus each other architecture: mean, wins, Wilcoxon signed-rank p."""
     import csv
 
-    import numpy as np
-    from scipy.stats import wilcoxon
+    from COVIDSegLib.training.metrics import paired_change
 
     def dice(arch):
         return {r["id"]: float(r["dice"]) for r in csv.DictReader(open(run_dir / arch / "cv_slices.csv"))}
@@ -57,8 +56,8 @@ def paired(run_dir: Path, best: str) -> str:
         if other == best:
             continue
         d = dice(other)
-        diff = np.array([ref[i] - d[i] for i in sorted(ref)])
-        lines.append(f"| {other} | {diff.mean():+.3f} | {int((diff > 0).sum())}/{diff.size} | {wilcoxon(diff).pvalue:.2g} |")
+        c = paired_change([d[i] for i in sorted(ref)], [ref[i] for i in sorted(ref)])
+        lines.append(f"| {other} | {c['mean_change']:+.3f} | {c['better']}/{c['n']} | {c['wilcoxon_p']:.2g} |")
     return "\n".join(lines)
 
 

@@ -16,12 +16,10 @@ from datetime import datetime
 from itertools import combinations
 from pathlib import Path
 
-import numpy as np
-from scipy.stats import wilcoxon
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from COVIDSegLib.models.registry import build_model, count_parameters  # noqa: E402
+from COVIDSegLib.training.metrics import paired_change  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig  # noqa: E402
 
 HEADER = ("| model | params | MedSeg infection Dice | thr-avg Dice | GGO Dice | consolidation Dice | precision "
@@ -87,10 +85,9 @@ def paired(runs: list, key: str) -> list:
     for a, b in combinations(runs, 2):
         va, vb = values(a), values(b)
         ids = sorted(set(va) & set(vb))
-        diff = np.array([va[i] - vb[i] for i in ids])
-        p = wilcoxon(diff).pvalue if np.any(diff) else 1.0
-        lines.append(f"| {a.name} vs {b.name} | {diff.mean():+.3f} | {int((diff > 0).sum())} / {int((diff < 0).sum())} "
-                     f"| {p:.2g} |")
+        c = paired_change([vb[i] for i in ids], [va[i] for i in ids])  # A against B
+        lines.append(f"| {a.name} vs {b.name} | {c['mean_change']:+.3f} | {c['better']} / {c['worse']} "
+                     f"| {c['wilcoxon_p']:.2g} |")
     return lines
 
 

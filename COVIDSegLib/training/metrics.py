@@ -220,3 +220,13 @@ def _spacing(spacing, ndim: int) -> Tuple[float, ...]:
     if len(sp) != ndim:
         raise ValueError(f"spacing {sp} has {len(sp)} values for a {ndim}-D mask")
     return sp
+
+
+def paired_change(before: Sequence[float], after: Sequence[float]) -> Dict[str, float]:
+    """``after`` against ``before``, item by item (the same slices): mean change, items better and
+    worse, n, two-sided Wilcoxon signed-rank p (1 when nothing changed)."""
+    from scipy.stats import wilcoxon
+
+    d = np.asarray(after, dtype=np.float64) - np.asarray(before, dtype=np.float64)
+    return {"mean_change": float(d.mean()), "better": int((d > 0).sum()), "worse": int((d < 0).sum()),
+            "n": int(d.size), "wilcoxon_p": float(wilcoxon(d).pvalue) if d.any() else 1.0}
