@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from COVIDSegLib.quantify.measure import grade, quantify, report_rows, side_of_each_voxel, zone_score
+from COVIDSegLib.quantify.plausibility import Limits
 from COVIDSegLib.volume import Volume
 
 IDENTITY = (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
@@ -124,6 +125,25 @@ def test_density_bands_and_disagreement():
     b[:, 5:15, 42:58] = 4  # the same voxels called consolidation: figures agree
     assert not any(w.startswith("density") for w in quantify(vol(b), image=vol(hu), calibration="hu").warnings)
     assert {row["region"] for row in report_rows(r)} >= {"left lung", "right upper", "both lungs"}
+
+
+def test_involvement_below_the_floor_is_graded_none_and_said_so():
+    a = two_lungs()
+    a[25:27, 5:7, 42:44] = 3    # 8 voxels of the 9600 lung voxels: 0.08 %
+    r = quantify(vol(whole(a)))
+    assert r.both_involvement_percent == pytest.approx(100 * 8 / 9600)
+    assert r.grade == "CT-0" and "floor" in r.grade_word and "0.08 % marked" in r.grade_word
+    assert r.total_severity_score == 0 and r.lungs["left"].zones["upper"]["involvement_percent"] > 0
+    assert any("grading floor" in w for w in r.warnings)
+    strict = quantify(vol(whole(a)), limits=Limits(grade_floor_percent=0.0))
+    assert strict.grade == "CT-1" and strict.total_severity_score == 1
+    assert not any("floor" in w for w in strict.warnings)
+
+
+@pytest.mark.parametrize("pct, floor, code", [(0.99, 1.0, "CT-0"), (1.0, 1.0, "CT-1"), (0.5, 0.0, "CT-1")])
+def test_grade_floor_cut_off(pct, floor, code):
+    assert grade(pct, floor)[0] == code
+    assert zone_score(pct, floor) == (0 if code == "CT-0" else 1)
 
 
 @pytest.mark.parametrize("pct, score", [(0, 0), (0.1, 1), (4.99, 1), (5, 2), (25, 2), (25.5, 3), (49.9, 3),

@@ -9,6 +9,10 @@ empty masks, repeated so that the network sees them. Resumable: re-run the same 
         --negative ../shared/data/hu-volumes/totalseg_dicom_series:0-9 -o runs/lungs
 
 The 0.6.0 experiment (measured, not shipped: docs/LUNGS.md) added ``--size 192 --crop 160 --repeat-small 3``.
+The 0.10.0 experiment adds ``--medseg ../shared/data/medseg100``: MedSeg slices with pseudo lungs
+(the shipped lung model's lungs plus the expert's GGO and consolidation), so dense dependent
+consolidation is lung to the network; their CV check is the share of the expert's infection inside
+the held-out fold model's lungs (``medseg_inside``).
 """
 from __future__ import annotations
 
@@ -34,6 +38,9 @@ from COVIDSegLib.training.metrics import pooled_group_dice, summarise  # noqa: E
 from COVIDSegLib.training.train_run import compute_description, keep_clean, make_card, stamped_progress  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig, Trainer  # noqa: E402
 from COVIDSegLib.training.training_data import prepare_set  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from medseg_pseudo_lungs import medseg_inside_cv, medseg_lung_samples  # noqa: E402
 
 CONFIG = {
     "task": "lungs",
@@ -68,7 +75,7 @@ def lung_cv_metrics(rows: list, manifest: Optional[dict] = None) -> dict:
     lung-free negatives (Dice 1 there means an empty prediction) and, with the data's
     ``manifest`` (id -> entry), the per-patient pooled Dice."""
     rows = [{k: (v if k == "id" else float(v)) for k, v in r.items()} for r in rows]  # CSV text
-    lung = [r for r in rows if not str(r["id"]).startswith("neg_")]
+    lung = [r for r in rows if not str(r["id"]).startswith(("neg_", "medseg_"))]
     negatives = [r for r in rows if str(r["id"]).startswith("neg_")]
     folds = sorted({int(r["fold"]) for r in lung})
     return {"lung_slices": summarise([{k: v for k, v in r.items() if k not in ("fold", "id")} for r in lung]),
@@ -118,6 +125,8 @@ def main() -> int:
     ap.add_argument("--repeat-small", type=int, default=1, help="epoch repeats of small-lung slices")
     ap.add_argument("--size", type=int, default=CONFIG["input"]["size"], help="network input (px)")
     ap.add_argument("--crop", type=int, default=0, help="train on random windows of this size (px)")
+    ap.add_argument("--medseg", type=Path, help="add MedSeg slices with pseudo lungs (module docstring)")
+    ap.add_argument("--repeat-medseg", type=int, default=3, help="epoch repeats of the MedSeg slices")
     ap.add_argument("--no-final", action="store_true", help="cross-validation only")
     ap.add_argument("--card-only", type=Path, help="rewrite this bundle card's CV metrics from OUT/cv and stop")
     args = ap.parse_args()
@@ -132,6 +141,8 @@ def main() -> int:
     samples = load_ct_seg_slices(args.data, "lungs")
     for spec in args.negative:
         samples += lung_free_slices(spec, args.repeat_negatives)
+    if args.medseg:
+        samples += medseg_lung_samples(args.medseg, args.repeat_medseg)
     kept, dropped = keep_clean(samples, 2, args.out)
     if args.repeat_small > 1:
         print(f"small-lung slices seen {args.repeat_small}x per epoch: {oversample_small_lungs(kept, args.repeat_small)}")
@@ -140,6 +151,8 @@ def main() -> int:
     cv = cross_validate(cfg, kept, args.out / "cv", args.cv, report) if args.cv else None
     if cv:
         print(json.dumps({k: v for k, v in cv["metrics"].items() if "dice" in k}), flush=True)
+        if args.medseg:
+            write_json(medseg_inside_cv(args.out / "cv", cfg, args.medseg), args.out / "cv" / "medseg_inside.json")
     if args.no_final:
         return 0
     trainer = Trainer(cfg, args.out / "final", report)
@@ -148,6 +161,8 @@ def main() -> int:
                      compute_description(time.time() - start, trainer.device))
     card["training"]["negatives"] = args.negative
     card["training"]["small_lung_repeat"] = args.repeat_small
+    if args.medseg:
+        card["training"]["medseg_pseudo_lungs"] = {"data": str(args.medseg), "repeat": args.repeat_medseg}
     card["training"]["cv_split"] = "grouped by patient (manifest group); negatives by volume"
     if cv:
         card = card_with_cv(card, args.out / "cv", args.data)

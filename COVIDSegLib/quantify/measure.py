@@ -17,6 +17,10 @@ Definitions (all volumes from the voxel count times the voxel volume, in mL):
 * **Grade** (the CT-0..CT-4 scale of Morozov et al. 2020, by involvement of both lungs):
   CT-0 none (0 %), CT-1 mild (< 25 %), CT-2 moderate (25-< 50 %), CT-3 severe (50-75 %),
   CT-4 critical (> 75 %).
+* **Grading floor** (``Limits.grade_floor_percent``, 1 %): involvement below it, of both lungs
+  for the grade and of a zone for its score, is graded as none (CT-0, score 0) and said so with
+  a warning; the percentages are reported as measured. Every model marks some healthy lung
+  (partial volume at the diaphragm, dependent density), so 0.3 % is not evidence of disease.
 * **Not gradable**: when the scan does not hold the whole lungs (``plausibility.coverage``) the
   report gives the volumes and percentages of what was seen, grade "not gradable" with the
   reason, and no total score; a zone without lung has involvement and score None ("n/a"), and
@@ -41,9 +45,9 @@ ZONES = ("upper", "middle", "lower")
 NOT_GRADABLE = "not gradable"
 
 
-def zone_score(percent: float) -> int:
-    """0-5 score of one zone's involvement in percent (module docstring)."""
-    if percent <= 0:
+def zone_score(percent: float, floor: float = 0.0) -> int:
+    """0-5 score of one zone's involvement in percent; below ``floor`` 0 (module docstring)."""
+    if percent <= 0 or percent < floor:
         return 0
     if percent < 5:
         return 1
@@ -56,10 +60,13 @@ def zone_score(percent: float) -> int:
     return 5
 
 
-def grade(percent: float) -> Tuple[str, str]:
-    """(code, word) of the CT-0..CT-4 grade for the involvement of both lungs in percent."""
+def grade(percent: float, floor: float = 0.0) -> Tuple[str, str]:
+    """(code, word) of the CT-0..CT-4 grade for the involvement of both lungs in percent; below
+    ``floor`` CT-0 with the figure named."""
     if percent <= 0:
         return "CT-0", "none"
+    if percent < floor:
+        return "CT-0", f"none above the {floor:g} % floor ({percent:.2f} % marked)"
     if percent < 25:
         return "CT-1", "mild"
     if percent < 50:
@@ -156,7 +163,8 @@ def _counts_per_slice(labels: Volume) -> Dict[str, Dict[str, np.ndarray]]:
     return counts
 
 
-def _zones(lung: np.ndarray, infection: np.ndarray, height: np.ndarray, voxel_ml: float) -> Dict[str, Dict]:
+def _zones(lung: np.ndarray, infection: np.ndarray, height: np.ndarray, voxel_ml: float,
+           floor: float = 0.0) -> Dict[str, Dict]:
     """Upper/middle/lower thirds of the lung's height from per-slice lung and infection counts."""
     slices = np.flatnonzero(lung)
     out = {}
@@ -173,7 +181,7 @@ def _zones(lung: np.ndarray, infection: np.ndarray, height: np.ndarray, voxel_ml
         lung_v, inf_v = int(lung[rows].sum()), int(infection[rows].sum())
         pct = 100.0 * inf_v / lung_v if lung_v else None  # a zone without lung is n/a, not 0
         out[name] = {"lung_ml": lung_v * voxel_ml, "infection_ml": inf_v * voxel_ml,
-                     "involvement_percent": pct, "score": None if pct is None else zone_score(pct)}
+                     "involvement_percent": pct, "score": None if pct is None else zone_score(pct, floor)}
     return out
 
 
@@ -191,7 +199,8 @@ def quantify(labels: Volume, image: Optional[Volume] = None, calibration: str = 
         per_slice += c["lung"]
         lungs[name] = LungFigures(lung_v * voxel_ml, g * voxel_ml, k * voxel_ml, (g + k) * voxel_ml,
                                   100.0 * (g + k) / lung_v if lung_v else 0.0,
-                                  _zones(c["lung"], c["ggo"] + c["cons"], height, voxel_ml))
+                                  _zones(c["lung"], c["ggo"] + c["cons"], height, voxel_ml,
+                                         limits.grade_floor_percent))
     both_lung = sum(f.lung_ml for f in lungs.values())
     both_inf = sum(f.infection_ml for f in lungs.values())
     pct = 100.0 * both_inf / both_lung if both_lung else 0.0
@@ -200,7 +209,7 @@ def quantify(labels: Volume, image: Optional[Volume] = None, calibration: str = 
     cov = coverage(per_slice, height, lps_spacing_zyx(labels)[0])
     density = _density(labels, image, calibration) if image is not None else None
     warnings = warnings_for({k: f.lung_ml for k, f in lungs.items()}, cov, pct, density, limits)
-    code, word = grade(pct)
+    code, word = grade(pct, limits.grade_floor_percent)
     if not cov["complete"]:
         code, word, total = NOT_GRADABLE, partial_reason(cov), None
         for f in lungs.values():

@@ -38,6 +38,7 @@ class Limits:
     right_left_ratio: Tuple[float, float] = (0.5, 2.0)  # normal about 1.1
     min_height_mm: float = 120.0                      # a whole adult lung is taller
     disagreement_points: float = 25.0                 # |model % - dense-band %| that is "gross"
+    grade_floor_percent: float = 1.0                  # involvement below this is graded as none
 
 
 def coverage(lung_per_slice: np.ndarray, height_mm: np.ndarray, thickness_mm: float) -> dict:
@@ -92,6 +93,9 @@ def warnings_for(lung_ml: Dict[str, float], cov: dict, involvement: float,
                 out.append(f"right/left lung volume ratio {ratio:.2f} is far from normal (about 1.1)")
         if cov["extent_mm"] < limits.min_height_mm:
             out.append(f"lung height {cov['extent_mm']:.0f} mm is short for an adult chest")
+    if cov["complete"] and 0 < involvement < limits.grade_floor_percent:
+        out.append(f"{involvement:.2f} % of lung marked, below the {limits.grade_floor_percent:g} % grading "
+                   "floor: graded CT-0; look at the overlay")
     if density is not None and found:
         dense = sum(density[b] for b in DENSE_BANDS)
         if abs(dense - involvement) > limits.disagreement_points:

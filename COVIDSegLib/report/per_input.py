@@ -59,7 +59,8 @@ td,th{{border:1px solid #bbb;padding:.3em .6em;text-align:right}}.warn{{color:#a
 <table>{''.join(lungs)}</table><table>{''.join(zones)}</table>{density}{figure}
 <h2>Details</h2><table>{details}</table>
 <p>Zone score: 0 none, 1 &lt;5 %, 2 5–25 %, 3 26–49 %, 4 50–75 %, 5 &gt;75 %. Grade CT-0..CT-4 by
-involvement of both lungs: 0, &lt;25, 25–49, 50–75, &gt;75 %.</p><p><i>{DISCLAIMER}</i></p></body></html>
+involvement of both lungs: 0, &lt;25, 25–49, 50–75, &gt;75 %. Involvement below the 1 % grading
+floor (both lungs for the grade, a zone for its score) is graded as none and named in the warnings.</p><p><i>{DISCLAIMER}</i></p></body></html>
 """
     with atomic_path(path) as tmp:
         Path(tmp).write_text(page, encoding="utf-8")
