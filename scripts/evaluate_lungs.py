@@ -8,9 +8,11 @@
 
 Writes docs/LUNGS_DATA.json and prints a summary. Usage:
     python scripts/evaluate_lungs.py [../shared/data]
+A candidate lung bundle is measured without touching docs (``--lungs CARD --out X.json --figures DIR``).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -107,15 +109,21 @@ def hu_volumes(data: Path, model, figures: Path) -> dict:
     return out
 
 
-def main(data: Path) -> None:
-    model = load_lung_model("auto")
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("data", nargs="?", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--lungs", default="auto", help="lung bundle name or card path (default: the bundled one)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "LUNGS_DATA.json")
+    ap.add_argument("--figures", type=Path, default=ROOT / "docs" / "figures")
+    args = ap.parse_args(argv)
+    model = load_lung_model(args.lungs)
     if model is None:
         sys.exit("no lung model installed")
-    result = {"lung_model": model.name, "hu_volumes": hu_volumes(data, model, ROOT / "docs" / "figures"),
-              "medseg52": medseg(data, model)}
-    (ROOT / "docs" / "LUNGS_DATA.json").write_text(json.dumps(result, indent=1))
+    result = {"lung_model": model.name, "hu_volumes": hu_volumes(args.data, model, args.figures),
+              "medseg52": medseg(args.data, model)}
+    args.out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "data")
+    main()

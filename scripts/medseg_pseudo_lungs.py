@@ -7,6 +7,7 @@ model says where the rest of the lung is. Used by ``train_lung_model.py --medseg
 """
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Dict, List
@@ -21,7 +22,7 @@ from COVIDSegLib.training.datasets import Sample, load_medseg
 from COVIDSegLib.training.trainer import TrainConfig
 from COVIDSegLib.training.union_data import slice_in_lung_space
 
-from evaluate_pipeline_cv import fold_bundle, medseg_folds
+from evaluate_pipeline_cv import fold_bundle
 
 
 def lungs_of_slice(png: Path, model) -> np.ndarray:
@@ -72,7 +73,9 @@ def summary(per_slice: Dict[str, Dict[str, float]]) -> dict:
 
 def medseg_inside_cv(cv: Path, cfg: TrainConfig, root: Path) -> dict:
     """The held-out MedSeg slices' shares inside the lungs of the fold model that did not see them."""
-    folds = medseg_folds(cv)
+    with open(cv / "cv_slices.csv", newline="", encoding="utf-8") as f:
+        folds = {r["id"].removeprefix("medseg_"): int(r["fold"]) for r in csv.DictReader(f)
+                 if r["id"].startswith("medseg_")}
     per_slice = {}
     for fold in sorted(set(folds.values())):
         model = LungModel(fold_bundle(cv, fold, cfg, "lung"))
