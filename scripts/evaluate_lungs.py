@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from medseg_pseudo_lungs import inside_shares, slice_ids, summary  # noqa: E402
 
 from COVIDSegLib.io.files import read_volume  # noqa: E402
 from COVIDSegLib.lungs.lung_model import load_lung_model  # noqa: E402
@@ -40,21 +42,14 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def medseg(data: Path, model) -> dict:
     out = {}
+    root = data / "medseg100"
     for method in METHODS:
-        inside, worst = [], ("", 2.0)
         start = time.perf_counter()
-        for image in sorted((data / "medseg100" / "images").glob("*.png")):
-            mask = sitk.GetArrayFromImage(sitk.ReadImage(str(data / "medseg100" / "masks" / image.name))) > 0
-            if not mask.any():
-                continue
-            lungs = segment_lungs(read_volume(image), model=model if method == "learned" else None).array[0] > 0
-            share = float((mask & lungs).sum() / mask.sum())
-            inside.append(share)
-            worst = min(worst, (image.stem, share), key=lambda t: t[1])
-        out[method] = {"slices": len(inside), "inside_mean": float(np.mean(inside)),
-                       "inside_median": float(np.median(inside)), "inside_min": worst[1], "worst_slice": worst[0],
-                       "slices_ge_95": int(np.sum(np.array(inside) >= 0.95)),
-                       "seconds_per_slice": (time.perf_counter() - start) / len(inside)}
+        shares = inside_shares(root, slice_ids(root), model if method == "learned" else None)
+        s = summary(shares)["finding"]
+        out[method] = {"slices": s["n"], "inside_mean": s["mean"], "inside_median": s["median"],
+                       "inside_min": s["min"], "worst_slice": s["worst_slice"], "slices_ge_95": s["slices_ge_95"],
+                       "seconds_per_slice": (time.perf_counter() - start) / s["n"]}
     return out
 
 

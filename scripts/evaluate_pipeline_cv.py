@@ -43,11 +43,13 @@ def fold_bundle(run_dir: Path, fold: int, cfg: TrainConfig, space: str) -> Model
 
 
 def medseg_folds(run_dir: Path) -> dict:
-    """MedSeg slice id -> the fold that held it out (ids may carry the union's ``medseg_`` prefix)."""
+    """MedSeg slice id -> the fold that held it out. Runs that mix sources prefix MedSeg ids with
+    ``medseg_`` (the union, the lung model's pseudo lungs); a MedSeg-only run's ids are bare."""
     with open(run_dir / "cv_slices.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    return {r["id"].removeprefix("medseg_"): int(r["fold"]) for r in rows
-            if not r["id"].startswith(("ctseg_", "neg_"))}
+    prefixed = [r for r in rows if r["id"].startswith("medseg_")]
+    return {r["id"].removeprefix("medseg_"): int(r["fold"])
+            for r in prefixed or [r for r in rows if not r["id"].startswith(("ctseg_", "neg_"))]}
 
 
 def score(labels: np.ndarray, binary: np.ndarray, multi) -> dict:

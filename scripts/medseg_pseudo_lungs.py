@@ -7,7 +7,6 @@ model says where the rest of the lung is. Used by ``train_lung_model.py --medseg
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Dict, List
@@ -22,7 +21,7 @@ from COVIDSegLib.training.datasets import Sample, load_medseg
 from COVIDSegLib.training.trainer import TrainConfig
 from COVIDSegLib.training.union_data import slice_in_lung_space
 
-from evaluate_pipeline_cv import fold_bundle
+from evaluate_pipeline_cv import fold_bundle, medseg_folds
 
 
 def lungs_of_slice(png: Path, model) -> np.ndarray:
@@ -44,8 +43,9 @@ def medseg_lung_samples(root: Path, repeat: int = 1, model=None) -> List[Sample]
 
 
 def inside_shares(root: Path, ids, model) -> Dict[str, Dict[str, float]]:
-    """Per slice: share of the expert's finding (binary mask, effusion included) and of its GGO +
-    consolidation (multi-class mask) inside the lungs of ``model``."""
+    """Per slice with a finding: share of the expert's finding (binary mask, effusion included) and
+    of its GGO + consolidation (multi-class mask) inside the lungs of ``model`` (None: the
+    training-free lungs)."""
     out = {}
     for i in ids:
         binary = read_volume(root / "masks" / f"{i}.png").array[0] > 0
@@ -73,9 +73,7 @@ def summary(per_slice: Dict[str, Dict[str, float]]) -> dict:
 
 def medseg_inside_cv(cv: Path, cfg: TrainConfig, root: Path) -> dict:
     """The held-out MedSeg slices' shares inside the lungs of the fold model that did not see them."""
-    with open(cv / "cv_slices.csv", newline="", encoding="utf-8") as f:
-        folds = {r["id"].removeprefix("medseg_"): int(r["fold"]) for r in csv.DictReader(f)
-                 if r["id"].startswith("medseg_")}
+    folds = medseg_folds(cv)
     per_slice = {}
     for fold in sorted(set(folds.values())):
         model = LungModel(fold_bundle(cv, fold, cfg, "lung"))
@@ -83,9 +81,11 @@ def medseg_inside_cv(cv: Path, cfg: TrainConfig, root: Path) -> dict:
     return {"per_slice": per_slice, **summary(per_slice)}
 
 
+def slice_ids(root: Path) -> List[str]:
+    return sorted(p.stem for p in (Path(root) / "images").glob("*.png"))
+
+
 if __name__ == "__main__":
     import sys
     data = Path(sys.argv[1])
-    ids = sorted(p.stem for p in (data / "images").glob("*.png"))
-    result = summary(inside_shares(data, ids, load_lung_model("auto")))
-    print(json.dumps(result, indent=1))
+    print(json.dumps(summary(inside_shares(data, slice_ids(data), load_lung_model("auto"))), indent=1))
