@@ -87,6 +87,7 @@ def main(argv=None) -> int:
     ap.add_argument("--margins", default="0,10,1000", help="lung margins in mm (1 mm pixels assumed)")
     ap.add_argument("--classes", default="model", help="comma-separated: model (the network's GGO/consolidation), "
                                                        "density (its infection split by density)")
+    ap.add_argument("--lungs", default="auto", help="lung bundle name or card path (default: the bundled one)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
@@ -99,7 +100,8 @@ def main(argv=None) -> int:
         rows = []
         for fold in sorted(set(folds.values())):
             seg = Segmenter(fold_bundle(args.runs, fold, cfg, args.space),
-                            InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0, classes=classes))
+                            InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0,
+                                             classes=classes, lungs=args.lungs))
             for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
                 rows.append(score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id)))

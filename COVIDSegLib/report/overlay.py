@@ -36,7 +36,9 @@ def save_overlay(image: Volume, labels: Volume, path: Path, count: int = 9, titl
     img = dict(zip(zs, to_hu(Volume(shown, space=image.space), resolve_calibration(image, calibration)).array))
     cols = int(np.ceil(np.sqrt(len(zs))))
     rows = int(np.ceil(len(zs) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows + 0.4), squeeze=False)
+    aspect = shown.shape[1] / max(shown.shape[2], 1)  # panel height / width, so no blank bands
+    width = max(4 * cols, 8)  # wide enough for the legend and title even with one slice
+    fig, axes = plt.subplots(rows, cols, figsize=(width, rows * 4 * aspect + 0.9), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, z in zip(axes.ravel(), zs):
@@ -55,6 +57,6 @@ def save_overlay(image: Volume, labels: Volume, path: Path, count: int = 9, titl
     fig.suptitle(title, fontsize=10)
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
+        fig.savefig(tmp, dpi=80, format="png", bbox_inches="tight")
     plt.close(fig)
     return path
