@@ -8,6 +8,7 @@ from ``<runs>/cv_slices.csv``). Works for the v1 runs (scripts/crossvalidate_arc
     python scripts/evaluate_pipeline_cv.py --runs runs/cv/xr_msf_unet --margins 0,10,1000
     python scripts/evaluate_pipeline_cv.py --runs runs/union_v2/cv --space lung --margins 10
     python scripts/evaluate_pipeline_cv.py --runs runs/union_m8/cv --margins 5 --classes model,density
+With several margins, each is also compared slice by slice with the first one listed.
 """
 from __future__ import annotations
 
@@ -117,6 +118,12 @@ def main(argv=None) -> int:
             results[f"margin_{margin:g}mm_density_vs_model"] = paired(per_slice[(margin, "model")],
                                                                        per_slice[(margin, "density")])
             print(f"margin {margin:g} mm, density vs model:", json.dumps(results[f"margin_{margin:g}mm_density_vs_model"]))
+    margins = list(dict.fromkeys(m for m, _ in per_slice))
+    for (margin, classes), rows in per_slice.items():  # each margin against the first one listed
+        if margin != margins[0]:
+            key = f"margin_{margin:g}mm_vs_{margins[0]:g}mm" + ("" if classes == "model" else f"_{classes}")
+            results[key] = paired(per_slice[(margins[0], classes)], rows)
+            print(f"{key}:", json.dumps(results[key]))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
     return 0
