@@ -97,7 +97,8 @@ def main(argv=None) -> int:
     multi = {s.id: s.target for s in load_medseg(args.data, "multiclass")}
     samples = [s for s in load_medseg(args.data, "binary") if s.id in folds]
     results, per_slice = {}, {}
-    for margin, classes in itertools.product((float(m) for m in args.margins.split(",")), args.classes.split(",")):
+    margins = [float(m) for m in args.margins.split(",")]
+    for margin, classes in itertools.product(margins, args.classes.split(",")):
         rows = []
         for fold in sorted(set(folds.values())):
             seg = Segmenter(fold_bundle(args.runs, fold, cfg, args.space),
@@ -113,16 +114,12 @@ def main(argv=None) -> int:
               f"{split}, precision {m['precision']['mean']:.3f}, sensitivity {m['sensitivity']['mean']:.3f}, "
               f"specificity {m['specificity']['mean']:.4f}, HD95 {m['hd95']['mean']:.1f} px, expert infection inside the "
               f"report's lungs {m['expert_inside_report_lungs']['mean']:.3f} (worst {min_inside(rows):.3f})", flush=True)
-    for margin in {m for m, _ in per_slice}:
-        if (margin, "model") in per_slice and (margin, "density") in per_slice:
-            results[f"margin_{margin:g}mm_density_vs_model"] = paired(per_slice[(margin, "model")],
-                                                                       per_slice[(margin, "density")])
-            print(f"margin {margin:g} mm, density vs model:", json.dumps(results[f"margin_{margin:g}mm_density_vs_model"]))
-    margins = list(dict.fromkeys(m for m, _ in per_slice))
-    for (margin, classes), rows in per_slice.items():  # each margin against the first one listed
-        if margin != margins[0]:
-            key = f"margin_{margin:g}mm_vs_{margins[0]:g}mm" + ("" if classes == "model" else f"_{classes}")
-            results[key] = paired(per_slice[(margins[0], classes)], rows)
+    comparisons = {f"margin_{m:g}mm_density_vs_model": ((m, "model"), (m, "density")) for m in margins}
+    comparisons.update({f"margin_{m:g}mm_vs_{margins[0]:g}mm" + ("" if c == "model" else f"_{c}"): ((margins[0], c), (m, c))
+                        for m, c in per_slice if m != margins[0]})  # each margin against the first one listed
+    for key, (first, second) in comparisons.items():
+        if first in per_slice and second in per_slice:
+            results[key] = paired(per_slice[first], per_slice[second])
             print(f"{key}:", json.dumps(results[key]))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
