@@ -80,6 +80,11 @@ def paired(first: list, second: list) -> dict:
     return out
 
 
+def variant_key(margin: float, classes: str, tta: str) -> str:
+    return (f"margin_{margin:g}mm" + ("" if classes == "model" else f"_{classes}")
+            + ("" if tta == "off" else f"_tta_{tta}"))
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data/medseg100"))
@@ -89,6 +94,7 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", default="model", help="comma-separated: model (the network's GGO/consolidation), "
                                                        "density (its infection split by density)")
     ap.add_argument("--lungs", default="auto", help="lung bundle name or card path (default: the bundled one)")
+    ap.add_argument("--tta", default="off", help="comma-separated: off, flip (left-right mirrored average)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
@@ -98,25 +104,26 @@ def main(argv=None) -> int:
     samples = [s for s in load_medseg(args.data, "binary") if s.id in folds]
     results, per_slice = {}, {}
     margins = [float(m) for m in args.margins.split(",")]
-    for margin, classes in itertools.product(margins, args.classes.split(",")):
+    for margin, classes, tta in itertools.product(margins, args.classes.split(","), args.tta.split(",")):
         rows = []
         for fold in sorted(set(folds.values())):
             seg = Segmenter(fold_bundle(args.runs, fold, cfg, args.space),
                             InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0,
-                                             classes=classes, lungs=args.lungs))
+                                             classes=classes, lungs=args.lungs, tta_flip=tta == "flip"))
             for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
                 rows.append(score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id)))
-        per_slice[(margin, classes)] = rows
-        results[f"margin_{margin:g}mm" + ("" if classes == "model" else f"_{classes}")] = m = summarise(rows)
+        per_slice[(margin, classes, tta)] = rows
+        results[variant_key(margin, classes, tta)] = m = summarise(rows)
         split = "".join(f", {c} {m[c + '_dice']['mean']:.3f}" for c in ("GGO", "consolidation") if c + "_dice" in m)
-        print(f"margin {margin:g} mm, classes {classes} ({len(rows)} slices): infection Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}"
+        print(f"margin {margin:g} mm, classes {classes}, tta {tta} ({len(rows)} slices): infection Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}"
               f"{split}, precision {m['precision']['mean']:.3f}, sensitivity {m['sensitivity']['mean']:.3f}, "
               f"specificity {m['specificity']['mean']:.4f}, HD95 {m['hd95']['mean']:.1f} px, expert infection inside the "
               f"report's lungs {m['expert_inside_report_lungs']['mean']:.3f} (worst {min_inside(rows):.3f})", flush=True)
-    comparisons = {f"margin_{m:g}mm_density_vs_model": ((m, "model"), (m, "density")) for m in margins}
-    comparisons.update({f"margin_{m:g}mm_vs_{margins[0]:g}mm" + ("" if c == "model" else f"_{c}"): ((margins[0], c), (m, c))
-                        for m, c in per_slice if m != margins[0]})  # each margin against the first one listed
+    comparisons = {f"{variant_key(m, 'density', t)}_vs_model": ((m, "model", t), (m, "density", t)) for m, _, t in per_slice}
+    comparisons.update({f"{variant_key(m, c, t)}_vs_{margins[0]:g}mm": ((margins[0], c, t), (m, c, t))
+                        for m, c, t in per_slice if m != margins[0]})  # each margin against the first one listed
+    comparisons.update({f"{variant_key(m, c, t)}_vs_off": ((m, c, "off"), (m, c, t)) for m, c, t in per_slice if t != "off"})
     for key, (first, second) in comparisons.items():
         if first in per_slice and second in per_slice:
             results[key] = paired(per_slice[first], per_slice[second])
