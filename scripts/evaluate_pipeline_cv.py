@@ -8,7 +8,8 @@ from ``<runs>/cv_slices.csv``). Works for the v1 runs (scripts/crossvalidate_arc
     python scripts/evaluate_pipeline_cv.py --runs runs/cv/xr_msf_unet --margins 0,10,1000
     python scripts/evaluate_pipeline_cv.py --runs runs/union_v2/cv --space lung --margins 10
     python scripts/evaluate_pipeline_cv.py --runs runs/union_m8/cv --margins 5 --classes model,density
-With several margins, each is also compared slice by slice with the first one listed.
+With several margins, each is also compared slice by slice with the first one listed; ``--out``
+keeps every slice's figures (``per_slice``), and ``--against OTHER.json`` pairs them with another run's.
 """
 from __future__ import annotations
 
@@ -96,6 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lungs", default="auto", help="lung bundle name or card path (default: the bundled one)")
     ap.add_argument("--tta", default="off", help="comma-separated: off, flip (left-right mirrored average)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
+    ap.add_argument("--against", type=Path, help="an earlier --out JSON: pair each variant with its slices there")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     cfg = TrainConfig.from_dict(json.loads((args.runs / "cv_summary.json").read_text())["config"])
@@ -105,7 +107,7 @@ def main(argv=None) -> int:
     results, per_slice = {}, {}
     margins = [float(m) for m in args.margins.split(",")]
     for margin, classes, tta in itertools.product(margins, args.classes.split(","), args.tta.split(",")):
-        rows = []
+        rows, ids = [], []
         for fold in sorted(set(folds.values())):
             seg = Segmenter(fold_bundle(args.runs, fold, cfg, args.space),
                             InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0,
@@ -113,6 +115,7 @@ def main(argv=None) -> int:
             for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
                 rows.append(score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id)))
+                ids.append(s.id)
         per_slice[(margin, classes, tta)] = rows
         results[variant_key(margin, classes, tta)] = m = summarise(rows)
         split = "".join(f", {c} {m[c + '_dice']['mean']:.3f}" for c in ("GGO", "consolidation") if c + "_dice" in m)
@@ -128,7 +131,16 @@ def main(argv=None) -> int:
         if first in per_slice and second in per_slice:
             results[key] = paired(per_slice[first], per_slice[second])
             print(f"{key}:", json.dumps(results[key]))
-    if args.out:
+    if args.against:
+        other = json.loads(args.against.read_text())["per_slice"]
+        for v, rows in per_slice.items():
+            if variant_key(*v) in other:
+                theirs = {r["id"]: r for r in other[variant_key(*v)]}
+                results[f"{variant_key(*v)}_vs_{args.against.stem}"] = change = paired(
+                    [theirs[i] for i in ids], rows)
+                print(f"{variant_key(*v)} against {args.against}:", json.dumps(change))
+    if args.out:  # with each variant's per-slice rows, for paired comparisons between runs
+        results["per_slice"] = {variant_key(*v): [{"id": i, **r} for i, r in zip(ids, rows)] for v, rows in per_slice.items()}
         args.out.write_text(json.dumps(results, indent=1))
     return 0
 

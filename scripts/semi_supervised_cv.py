@@ -71,6 +71,20 @@ def segment_slice(segmenter: Segmenter, image: np.ndarray) -> np.ndarray:
     return segmenter.segment(volume).labels.array[0]
 
 
+def pseudo_label(segmenter: Segmenter, image: np.ndarray, union_threshold: float) -> np.ndarray:
+    """0 / 1 GGO / 2 consolidation. Without a threshold: the ``segment`` labels. With one: infection
+    wherever the network's GGO + consolidation probability reaches it inside the report's lungs or
+    its infection (more sensitive than the arg-max), the class by the larger of the two."""
+    volume = Volume(image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
+    result = segmenter.segment(volume)
+    labels = result.labels.array[0]
+    if union_threshold <= 0:
+        return np.select([labels == 3, labels == 4], [1, 2], 0)
+    ggo, cons = (result.probabilities[v][0].astype(np.float32) / 255 for v in (3, 4))
+    infected = (ggo + cons >= union_threshold) & (labels > 0)
+    return np.where(infected, np.where(cons > ggo, 2, 1), 0)
+
+
 def match_histogram(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
     matcher = sitk.HistogramMatchingImageFilter()
     matcher.SetNumberOfHistogramLevels(256)
@@ -95,12 +109,12 @@ def build_fold_data(fold: int, args, cfg: TrainConfig, train_ids: list, referenc
                 (data / name).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, data / name / source.name)
     segmenter = Segmenter(fold_bundle(args.runs, fold, cfg, "medseg8"),
-                          InferenceOptions(device="cpu", lung_margin_mm=5.0, min_component_mm3=10.0, classes="model"))
+                          InferenceOptions(device="cpu", lung_margin_mm=5.0, min_component_mm3=10.0, classes="model",
+                                           keep_probabilities=True))
     n = 0
     for path in unlabeled_slices(args.unlabeled, args.every):
         image = match_histogram(read_crop(path), reference)
-        labels = segment_slice(segmenter, image)
-        multi = np.select([labels == 3, labels == 4], [1, 2], 0)
+        multi = pseudo_label(segmenter, image, args.union_threshold)
         stem = "u_" + path.stem
         write_png(image, data / "images" / f"{stem}.png")
         write_png(multi > 0, data / "masks" / f"{stem}.png")
@@ -115,6 +129,8 @@ def main(argv=None) -> int:
     ap.add_argument("--unlabeled", type=Path, default=Path("../shared/data/covid19-ct-seg-unlabeled"))
     ap.add_argument("--runs", type=Path, default=Path("runs/v1cv/cv"), help="the finished MedSeg CV run")
     ap.add_argument("--every", type=int, default=15, help="take every N-th slice of each unlabeled volume")
+    ap.add_argument("--union-threshold", type=float, default=0.0,
+                    help="pseudo infection where GGO + consolidation probability >= this (default: the segment labels)")
     ap.add_argument("--folds", default="", help="comma-separated fold numbers (default: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("-o", "--out", type=Path, required=True)
