@@ -46,22 +46,31 @@ def make_volume(slices: int, path: Path) -> Path:
     return path
 
 
+def cpu_name() -> str:
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model name"))
+        amx = " with AMX" if "amx_bf16" in Path("/proc/cpuinfo").read_text() else ""
+        return line.split(":", 1)[1].strip() + amx
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def worker_ours(path: Path, device: str, out_dir: Path, model: str) -> dict:
+def worker_ours(path: Path, device: str, out_dir: Path, model: str, precision: str = "auto") -> dict:
     # libraries imported before the clock starts, as for lungmask below (the CLI imports them lazily)
     import COVIDSegLib.inference.segmenter  # noqa: F401 - torch, MONAI
     import COVIDSegLib.jobs.pipeline  # noqa: F401
     from COVIDSegLib.cli.commands import main
     start = time.perf_counter()
     rc = main(["segment", str(path), "-o", str(out_dir), "--device", device, "--model", model,
-               "--no-overlay", "-q", "--overwrite"])
+               "--precision", precision, "--no-overlay", "-q", "--overwrite"])
     return {"rc": rc, "seconds": time.perf_counter() - start}
 
 
-def worker_lungmask(path: Path, device: str, out_dir: Path, model: str = "") -> dict:
+def worker_lungmask(path: Path, device: str, out_dir: Path, model: str = "", precision: str = "") -> dict:
     import SimpleITK as sitk
     import torch
     from lungmask import LMInferer
@@ -80,7 +89,7 @@ def worker_lungmask(path: Path, device: str, out_dir: Path, model: str = "") -> 
 
 def run_worker(python: str, which: str, path: Path, args: argparse.Namespace, out_dir: Path) -> dict:
     cmd = [python, __file__, "--worker", which, "--input", str(path), "--threads", str(args.threads),
-           "--device", args.device, "--out", str(out_dir), "--model", args.model]
+           "--device", args.device, "--out", str(out_dir), "--model", args.model, "--precision", args.precision]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     result = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
     if result.get("rc") != 0:
@@ -102,6 +111,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-lungmask", action="store_true")
     ap.add_argument("--repeats", type=int, default=1, help="runs per pipeline (median reported)")
     ap.add_argument("--model", default="covidseg_multiclass", help="our model bundle")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="ours: `segment --precision`")
     ap.add_argument("--worker", choices=["ours", "lungmask"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -109,7 +119,8 @@ def main(argv=None) -> int:
     if args.worker:
         import torch
         torch.set_num_threads(args.threads)
-        result = (worker_ours if args.worker == "ours" else worker_lungmask)(args.input, args.device, args.out, args.model)
+        result = (worker_ours if args.worker == "ours" else worker_lungmask)(args.input, args.device, args.out, args.model,
+                                                                               args.precision)
         print(json.dumps({**result, "peak_rss_mb": peak_rss_mb()}))
         return 0
     rows = []
@@ -126,7 +137,7 @@ def main(argv=None) -> int:
             rows.append({"pipeline": which, "slices": args.slices, "threads": args.threads, "device": args.device,
                          "ms_per_slice": float(np.median(ms)), "ms_per_slice_runs": ms,
                          "peak_rss_mb": max(r["peak_rss_mb"] for r in results)})
-    machine = f"{platform.machine()}, {args.threads} torch threads"
+    machine = f"{platform.machine()} ({cpu_name()}), {args.threads} torch threads, ours --precision {args.precision}"
     for r in rows:
         spread = "/".join(f"{m:.0f}" for m in r["ms_per_slice_runs"])
         print(f"| {r['pipeline']} | {args.slices} | {machine} | {r['device']} | {r['ms_per_slice']:.0f} ({spread}) | "

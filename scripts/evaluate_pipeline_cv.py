@@ -95,6 +95,7 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", default="model", help="comma-separated: model (the network's GGO/consolidation), "
                                                        "density (its infection split by density)")
     ap.add_argument("--lungs", default="auto", help="lung bundle name or card path (default: the bundled one)")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="model arithmetic")
     ap.add_argument("--tta", default="off", help="comma-separated: off, flip (left-right mirrored average)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
     ap.add_argument("--against", type=Path, help="an earlier --out JSON: pair each variant with its slices there")
@@ -111,7 +112,8 @@ def main(argv=None) -> int:
         for fold in sorted(set(folds.values())):
             seg = Segmenter(fold_bundle(args.runs, fold, cfg, args.space),
                             InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0,
-                                             classes=classes, lungs=args.lungs, tta_flip=tta == "flip"))
+                                             classes=classes, lungs=args.lungs, tta_flip=tta == "flip",
+                                             precision=args.precision))
             for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
                 rows.append(score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id)))

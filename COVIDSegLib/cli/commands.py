@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     segment.add_argument("--batch-size", type=int, default=16, help="slices per model batch (default: %(default)s)")
     segment.add_argument("--tta", action="store_true", help="average with the left-right mirrored prediction")
+    segment.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                         help="model arithmetic: auto = bf16 on CUDA and on CPUs with AMX, else fp32 (default: %(default)s)")
     segment.add_argument("--classes", choices=("model", "density"), default="density",
                          help="GGO vs consolidation: density (the model's infection; consolidation where the "
                               "in-plane median of the involved lung is above -350 HU) or the model's own classes "
@@ -117,7 +119,8 @@ def _with_bar(steps: int, job: Callable[..., Outputs]) -> Callable[[str, argpars
 def _inference_options(args: argparse.Namespace):
     from ..inference.segmenter import InferenceOptions
     return InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
-                            lungs=args.lungs, tta_flip=args.tta, lung_margin_mm=args.lung_margin_mm,
+                            lungs=args.lungs, tta_flip=args.tta, precision=args.precision,
+                            lung_margin_mm=args.lung_margin_mm,
                             min_component_mm3=args.min_component_mm3, classes=args.classes)
 
 

@@ -31,7 +31,7 @@ from ..preprocess.transforms import LetterboxInfo, unletterbox
 from ..progress import CancelToken, ProgressCallback, check, no_progress
 from ..volume import Volume
 from .density_split import DensitySplit, split_by_density
-from .predict2d import batch_probabilities, join_batches, pick_device
+from .predict2d import batch_probabilities, join_batches, pick_device, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ class InferenceOptions:
     batch_size: int = 16
     calibration: str = "auto"
     tta_flip: bool = False           # average with the left-right mirrored prediction
+    precision: str = "auto"          # bf16 autocast on CUDA and AMX CPUs ("auto"), or "fp32" / "bf16"
     lung_margin_mm: Optional[float] = None  # infection kept within the lungs dilated in-plane by this;
     # None: 5 mm (two lung-model pixels) with the learned lungs, which hold consolidation; 10 mm with the training-free ones
     lungs: str = "auto"              # lung model name/path; "auto": the bundled one if installed; "classic"
@@ -62,6 +63,7 @@ class Segmentation:
     # x 255 (uint8, input geometry; raw model output: before confinement to the lungs)
     probabilities: Optional[Dict[int, np.ndarray]] = None
     calibration: str = "auto"          # the intensity calibration resolved for the volume (quantify's HU)
+    precision: str = "fp32"            # what the models ran in: "bf16" (autocast) or "fp32"
 
 
 class Segmenter:
@@ -78,7 +80,7 @@ class Segmenter:
         for index, value in bundle.class_labels.items():
             self.class_values[index] = value
         self.batch_size = max(1, int(options.batch_size))
-        self.lung_model = load_lung_model(options.lungs, options.device)
+        self.lung_model = load_lung_model(options.lungs, options.device, options.precision)
         # GGO/consolidation by density: multi-class models only (a binary model's 3 is "infection")
         self.density_split = (DensitySplit() if options.classes == "density" and bundle.card["task"] == "multiclass"
                               else None)
@@ -111,7 +113,8 @@ class Segmenter:
 
     # ------------------------------------------------------------------ model
     def _forward(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        return batch_probabilities(self.model, x, self.device, self.options.tta_flip)
+        return batch_probabilities(self.model, x, self.device, self.options.tta_flip,
+                                   use_bf16(self.device, self.options.precision))
 
     def _forward_safely(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """On CUDA out-of-memory: halve the batch, then fall back to the CPU with a warning."""
@@ -154,7 +157,8 @@ class Segmenter:
             infection = split_by_density(infection, hu_slice, spacing[1:], self.density_split)
         labels = compose(lungs.array, from_lps(infection, volume))  # in the input's geometry: one copy
         progress(run + 2, run + 2, "done")
-        return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs, calibration)
+        precision = "bf16" if use_bf16(self.device, opts.precision) else "fp32"
+        return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs, calibration, precision)
 
     def _infection(self, stored: np.ndarray, to_model_space: Callable[[np.ndarray], Tuple[np.ndarray, Optional[LetterboxInfo]]],
                    lungs: np.ndarray, margin_px: int, probs: Optional[Dict[int, np.ndarray]],

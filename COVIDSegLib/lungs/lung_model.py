@@ -14,7 +14,7 @@ import torch
 
 from ..bundle import ModelBundle, find_bundle, load_bundle
 from ..errors import CovidSegError
-from ..inference.predict2d import batch_probabilities, pick_device
+from ..inference.predict2d import batch_probabilities, pick_device, use_bf16
 from ..models.fold import fold_batchnorm
 from ..names import DEFAULT_LUNG_MODEL
 from ..preprocess.lung_space import slices_to_lung_space
@@ -34,19 +34,19 @@ def find_lung_bundle(ref: Optional[str] = None) -> Optional[str]:
         return None
 
 
-def load_lung_model(choice: str = "auto", device: str = "cpu") -> Optional["LungModel"]:
+def load_lung_model(choice: str = "auto", device: str = "cpu", precision: str = "auto") -> Optional["LungModel"]:
     """``choice``: "auto" (the bundled lung model when installed, else None: training-free),
     "classic" (None), or a lung bundle's name or card path."""
     if choice == "classic":
         return None
     path = find_lung_bundle(None if choice == "auto" else choice)
-    return None if path is None else LungModel.load(path, device)
+    return None if path is None else LungModel.load(path, device, precision)
 
 
 class LungModel:
     """``LungModel(bundle).probabilities(lps_slices, is_hu)``; reusable across volumes."""
 
-    def __init__(self, bundle: ModelBundle, device: str = "cpu", batch_size: int = 16):
+    def __init__(self, bundle: ModelBundle, device: str = "cpu", batch_size: int = 16, precision: str = "auto"):
         if bundle.card.get("task") != "lungs":
             raise CovidSegError(f"{bundle.card_path}: model {bundle.name!r} is not a lung model (task "
                                 f"{bundle.card.get('task')!r})")
@@ -54,10 +54,11 @@ class LungModel:
         self.model = fold_batchnorm(bundle.model).to(self.device, memory_format=torch.channels_last).eval()
         self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
         self.batch_size = max(1, int(batch_size))
+        self.bf16 = use_bf16(self.device, precision)
 
     @classmethod
-    def load(cls, ref: str, device: str = "cpu") -> "LungModel":
-        return cls(load_bundle(ref, "cpu"), device)
+    def load(cls, ref: str, device: str = "cpu", precision: str = "auto") -> "LungModel":
+        return cls(load_bundle(ref, "cpu"), device, precision=precision)
 
     @property
     def name(self) -> str:
@@ -74,7 +75,7 @@ class LungModel:
             spaced, info256 = slices_to_lung_space(np.asarray(lps[zs]), is_hu)
             x, info = letterbox(spaced, self.spec.size, order=1, pad_value=0.0)  # as slice_prep.prepare
             x = torch.from_numpy(np.clip(x / 255.0, 0.0, 1.0).astype(np.float32)[:, None])
-            prob, _ = batch_probabilities(self.model, x, self.device)
+            prob, _ = batch_probabilities(self.model, x, self.device, bf16=self.bf16)
             full = unletterbox(unletterbox(prob[:, 1], info, order=1), info256, order=1)
             out[zs] = np.rint(np.clip(full, 0.0, 1.0) * 255.0).astype(np.uint8)
             progress(zs.stop, len(lps), f"lung model {zs.stop}/{len(lps)}")
