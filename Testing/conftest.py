@@ -1,8 +1,14 @@
 """Shared pytest fixtures."""
+import signal
 import sys
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so
+# would every command it starts; the Ctrl-C tests need it delivered, as from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
