@@ -48,9 +48,9 @@ def make_volume(slices: int, path: Path) -> Path:
 
 def cpu_name() -> str:
     try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("model name"))
-        amx = " with AMX" if "amx_bf16" in Path("/proc/cpuinfo").read_text() else ""
-        return line.split(":", 1)[1].strip() + amx
+        info = Path("/proc/cpuinfo").read_text()
+        line = next(x for x in info.splitlines() if x.startswith("model name"))
+        return line.split(":", 1)[1].strip() + (" with AMX" if "amx_bf16" in info else "")
     except (OSError, StopIteration):
         return platform.processor() or "unknown CPU"
 
@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-lungmask", action="store_true")
     ap.add_argument("--repeats", type=int, default=1, help="runs per pipeline (median reported)")
     ap.add_argument("--model", default="covidseg_multiclass", help="our model bundle")
-    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="ours: `segment --precision`")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="ours: `segment --precision` (a literal: the lungmask worker's Python has no COVIDSegLib)")
     ap.add_argument("--worker", choices=["ours", "lungmask"], help=argparse.SUPPRESS)
     ap.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)

@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from COVIDSegLib.bundle import ModelBundle  # noqa: E402
 from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter  # noqa: E402
 from COVIDSegLib.models.registry import build_model  # noqa: E402
+from COVIDSegLib.names import PRECISIONS  # noqa: E402
 from COVIDSegLib.training.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_medseg  # noqa: E402
 from COVIDSegLib.training.metrics import binary_metrics, paired_change, summarise  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig  # noqa: E402
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--classes", default="model", help="comma-separated: model (the network's GGO/consolidation), "
                                                        "density (its infection split by density)")
     ap.add_argument("--lungs", default="auto", help="lung bundle name or card path (default: the bundled one)")
-    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"), help="model arithmetic")
+    ap.add_argument("--precision", default="auto", choices=PRECISIONS, help="model arithmetic")
     ap.add_argument("--tta", default="off", help="comma-separated: off, flip (left-right mirrored average)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
     ap.add_argument("--against", type=Path, help="an earlier --out JSON: pair each variant with its slices there")
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
     results, per_slice = {}, {}
     margins = [float(m) for m in args.margins.split(",")]
     for margin, classes, tta in itertools.product(margins, args.classes.split(","), args.tta.split(",")):
-        rows, ids = [], []
+        rows = []
         for fold in sorted(set(folds.values())):
             seg = Segmenter(fold_bundle(args.runs, fold, cfg, args.space),
                             InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0,
@@ -116,8 +117,7 @@ def main(argv=None) -> int:
                                              precision=args.precision))
             for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
-                rows.append(score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id)))
-                ids.append(s.id)
+                rows.append({"id": s.id, **score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id))})
         per_slice[(margin, classes, tta)] = rows
         results[variant_key(margin, classes, tta)] = m = summarise(rows)
         split = "".join(f", {c} {m[c + '_dice']['mean']:.3f}" for c in ("GGO", "consolidation") if c + "_dice" in m)
@@ -139,10 +139,10 @@ def main(argv=None) -> int:
             if variant_key(*v) in other:
                 theirs = {r["id"]: r for r in other[variant_key(*v)]}
                 results[f"{variant_key(*v)}_vs_{args.against.stem}"] = change = paired(
-                    [theirs[i] for i in ids], rows)
+                    [theirs[r["id"]] for r in rows], rows)
                 print(f"{variant_key(*v)} against {args.against}:", json.dumps(change))
     if args.out:  # with each variant's per-slice rows, for paired comparisons between runs
-        results["per_slice"] = {variant_key(*v): [{"id": i, **r} for i, r in zip(ids, rows)] for v, rows in per_slice.items()}
+        results["per_slice"] = {variant_key(*v): rows for v, rows in per_slice.items()}
         args.out.write_text(json.dumps(results, indent=1))
     return 0
 

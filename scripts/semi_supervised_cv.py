@@ -38,11 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from evaluate_pipeline_cv import fold_bundle, medseg_folds  # noqa: E402
 
-from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter  # noqa: E402
+from COVIDSegLib.inference.segmenter import InferenceOptions, Segmentation, Segmenter  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig  # noqa: E402
 from COVIDSegLib.volume import MEDSEG8, Volume  # noqa: E402
 
-MASKS = ("images", "masks", "masks_multiclass")
+LAYOUT_DIRS = ("images", "masks", "masks_multiclass")
 
 
 def unlabeled_slices(folder: Path, every: int) -> list:
@@ -61,22 +61,20 @@ def read_crop(path: Path) -> np.ndarray:
 
 def lung_box_pixels(segmenter: Segmenter, image: np.ndarray) -> np.ndarray:
     """The slice's pixels inside the bounding box of the lungs the pipeline finds (labels 1-4)."""
-    labels = segment_slice(segmenter, image)
+    labels = segment_slice(segmenter, image).labels.array[0]
     rows, cols = np.nonzero(labels)
     return image[rows.min():rows.max() + 1, cols.min():cols.max() + 1].ravel()
 
 
-def segment_slice(segmenter: Segmenter, image: np.ndarray) -> np.ndarray:
-    volume = Volume(image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
-    return segmenter.segment(volume).labels.array[0]
+def segment_slice(segmenter: Segmenter, image: np.ndarray) -> Segmentation:
+    return segmenter.segment(Volume(image[None].astype(np.float32), space=MEDSEG8, is_slice=True))
 
 
 def pseudo_label(segmenter: Segmenter, image: np.ndarray, union_threshold: float) -> np.ndarray:
     """0 / 1 GGO / 2 consolidation. Without a threshold: the ``segment`` labels. With one: infection
     wherever the network's GGO + consolidation probability reaches it inside the report's lungs or
     its infection (more sensitive than the arg-max), the class by the larger of the two."""
-    volume = Volume(image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
-    result = segmenter.segment(volume)
+    result = segment_slice(segmenter, image)
     labels = result.labels.array[0]
     if union_threshold <= 0:
         return np.select([labels == 3, labels == 4], [1, 2], 0)
@@ -100,17 +98,15 @@ def write_png(array: np.ndarray, path: Path) -> None:
     Image.fromarray(array.astype(np.uint8)).save(path)
 
 
-def build_fold_data(fold: int, args, cfg: TrainConfig, train_ids: list, reference: np.ndarray, data: Path) -> int:
-    """MedSeg-layout folder: the fold's training slices as they are, plus the pseudo-labelled crops."""
-    for name in MASKS:
+def build_fold_data(segmenter: Segmenter, args, train_ids: list, reference: np.ndarray, data: Path) -> int:
+    """MedSeg-layout folder: the fold's training slices as they are, plus the crops labelled by the
+    fold's ``segmenter``."""
+    for name in LAYOUT_DIRS:
         for i in train_ids:
             source = args.medseg / name / f"{i}.png"
             if source.exists():
                 (data / name).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, data / name / source.name)
-    segmenter = Segmenter(fold_bundle(args.runs, fold, cfg, "medseg8"),
-                          InferenceOptions(device="cpu", lung_margin_mm=5.0, min_component_mm3=10.0, classes="model",
-                                           keep_probabilities=True))
     n = 0
     for path in unlabeled_slices(args.unlabeled, args.every):
         image = match_histogram(read_crop(path), reference)
@@ -152,10 +148,12 @@ def main(argv=None) -> int:
         train_ids = sorted(i for i, f in folds.items() if f != fold)
         data, run = args.out / f"fold{fold}" / "data", args.out / f"fold{fold}" / "train"
         if not (data / "done").exists():
-            segmenter = Segmenter(fold_bundle(args.runs, fold, cfg, "medseg8"), InferenceOptions(device="cpu"))
+            segmenter = Segmenter(fold_bundle(args.runs, fold, cfg, "medseg8"),
+                                  InferenceOptions(device="cpu", lung_margin_mm=5.0, min_component_mm3=10.0,
+                                                   classes="model", keep_probabilities=True))
             reference = np.concatenate([lung_box_pixels(segmenter, np.asarray(Image.open(args.medseg / "images" / f"{i}.png")))
                                         for i in train_ids])
-            n = build_fold_data(fold, args, cfg, train_ids, reference, data)
+            n = build_fold_data(segmenter, args, train_ids, reference, data)
             (data / "done").write_text(f"{len(train_ids)} MedSeg + {n} pseudo-labelled slices\n")
         print(f"fold {fold}: {(data / 'done').read_text().strip()}", flush=True)
         subprocess.run([sys.executable, "-m", "COVIDSegLib", "train", str(data), "--config", str(config),

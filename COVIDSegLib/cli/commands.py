@@ -12,7 +12,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import Cancelled, CovidSegError, user_message
 from ..jobs.batch import FAILED, BatchRow, format_summary, run_batch
-from ..names import DEFAULT_MODEL
+from ..names import DEFAULT_MODEL, PRECISIONS
 from ..signals import Terminated
 from .cli_models import add_commands as add_model_commands
 
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
     segment.add_argument("--batch-size", type=int, default=16, help="slices per model batch (default: %(default)s)")
     segment.add_argument("--tta", action="store_true", help="average with the left-right mirrored prediction")
-    segment.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+    segment.add_argument("--precision", choices=PRECISIONS, default="auto",
                          help="model arithmetic: auto = bf16 on CUDA and on CPUs with AMX, else fp32 (default: %(default)s)")
     segment.add_argument("--classes", choices=("model", "density"), default="density",
                          help="GGO vs consolidation: density (the model's infection; consolidation where the "

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..errors import CovidSegError
+from ..names import PRECISIONS
 from ..preprocess.slice_prep import SliceGeometry, restore
 from ..training.datasets import TASK_CLASS_NAMES
 from ..training.metrics import binary_metrics, threshold_averaged_dice
@@ -29,9 +30,6 @@ def pick_device(name: str = "auto") -> torch.device:
     if index and int(index) >= torch.cuda.device_count():
         raise CovidSegError(f"no GPU {name}: this machine has {torch.cuda.device_count()}")
     return torch.device(name)
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def cpu_has_amx() -> bool:

@@ -111,10 +111,14 @@ class Segmenter:
         return "model" if d is None else \
             f"density: in-plane {d.median_mm:g} mm median above {d.threshold_hu:g} HU is consolidation"
 
+    @property
+    def bf16(self) -> bool:
+        """Whether the infection model runs under bf16 autocast (the device can fall back to the CPU)."""
+        return use_bf16(self.device, self.options.precision)
+
     # ------------------------------------------------------------------ model
     def _forward(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        return batch_probabilities(self.model, x, self.device, self.options.tta_flip,
-                                   use_bf16(self.device, self.options.precision))
+        return batch_probabilities(self.model, x, self.device, self.options.tta_flip, self.bf16)
 
     def _forward_safely(self, x: torch.Tensor) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """On CUDA out-of-memory: halve the batch, then fall back to the CPU with a warning."""
@@ -157,8 +161,8 @@ class Segmenter:
             infection = split_by_density(infection, hu_slice, spacing[1:], self.density_split)
         labels = compose(lungs.array, from_lps(infection, volume))  # in the input's geometry: one copy
         progress(run + 2, run + 2, "done")
-        precision = "bf16" if use_bf16(self.device, opts.precision) else "fp32"
-        return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs, calibration, precision)
+        return Segmentation(volume.with_array(labels), lungs, run, str(self.device), probs, calibration,
+                            "bf16" if self.bf16 else "fp32")
 
     def _infection(self, stored: np.ndarray, to_model_space: Callable[[np.ndarray], Tuple[np.ndarray, Optional[LetterboxInfo]]],
                    lungs: np.ndarray, margin_px: int, probs: Optional[Dict[int, np.ndarray]],

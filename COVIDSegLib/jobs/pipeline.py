@@ -98,7 +98,8 @@ def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOp
     meta = {"input": str(path), "model": segmenter.bundle.name, "model_sha256": segmenter.bundle.card["sha256"],
             "lung_method": segmenter.lung_method,  # "lungs" is the per-side figures
             "class_method": segmenter.class_method,
-            "device": result.device, "precision": result.precision, "slices_segmented": result.slices_run, "seconds": round(time.time() - start, 2),
+            "device": result.device, "precision": result.precision,
+            "slices_segmented": result.slices_run, "seconds": round(time.time() - start, 2),
             "covidseg": __version__, "spacing_mm": list(volume.spacing), "shape_zyx": list(volume.shape)}
     with OutputSet(out_dir, stem, SEGMENT_OUTPUTS) as outputs:
         write_json({**meta, **report.to_dict()}, outputs.path(".report.json"))
