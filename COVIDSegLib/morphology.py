@@ -23,18 +23,33 @@ def components(mask: np.ndarray, min_voxels: int = 1) -> Tuple[np.ndarray, List[
     return sitk.GetArrayFromImage(labels), [int(s) for s in relabel.GetSizeOfObjectsInPixels()]
 
 
-def small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
-    """Voxels of the face-connected components of ``mask`` smaller than ``min_voxels``.
-    scipy's labelling into one uint16 label image (int32 when there are more components): a
-    fraction of the memory of SimpleITK's three 32-bit copies."""
+def _face_labels(mask: np.ndarray) -> Tuple[np.ndarray, int]:
+    """scipy's face-connected labelling into one uint16 label image (int32 when there are more
+    components): a fraction of the memory of SimpleITK's three 32-bit copies."""
     try:
         labels = np.empty(mask.shape, np.uint16)
-        n = ndimage.label(mask, output=labels)
+        return labels, ndimage.label(mask, output=labels)
     except RuntimeError:  # more than 65535 components
-        labels, n = ndimage.label(mask)
+        return ndimage.label(mask)
+
+
+def small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
+    """Voxels of the face-connected components of ``mask`` smaller than ``min_voxels``."""
+    labels, n = _face_labels(mask)
     too_small = np.bincount(labels.ravel(), minlength=n + 1) < min_voxels
     too_small[0] = False
     return too_small[labels]
+
+
+def components_mostly_outside(mask: np.ndarray, inside: np.ndarray, min_share: float) -> np.ndarray:
+    """Voxels of the face-connected components of ``mask`` with less than ``min_share`` of their
+    voxels in ``inside``."""
+    labels, n = _face_labels(mask)
+    total = np.bincount(labels.ravel(), minlength=n + 1)
+    within = np.bincount(labels[inside], minlength=n + 1)
+    outside = within < min_share * total
+    outside[0] = False
+    return outside[labels]
 
 
 _INPLANE_CROSS = np.zeros((3, 3, 3), bool)

@@ -1,6 +1,7 @@
 """Whole-volume inference (COVIDSegLib.inference.segmenter) and `covidseg segment` with the bundled model."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -159,7 +160,7 @@ def test_postprocess_margin_and_small_components(segmenter):
     lungs = np.zeros((3, 80, 80), np.uint8)
     lungs[:, 20:60, 10:30] = 2
     infection = np.zeros_like(lungs)
-    infection[1, 30:40, 25:38] = 3   # crosses the lung border, reaches 8 mm outside: kept (margin 10)
+    infection[1, 30:40, 25:38] = 3   # crosses the lung border, reaches 8 mm outside: kept (margin 10; 38 % inside)
     infection[1, 30:34, 45:50] = 4   # 15 mm from the lung: removed
     infection[2, 50:52, 15:17] = 3   # 4 voxels = 8 mm^3 < 10 mm^3: removed
     infection[0, 40:44, 12:15] = 3   # 12 voxels = 24 mm^3: kept
@@ -167,6 +168,28 @@ def test_postprocess_margin_and_small_components(segmenter):
     assert (out[1, 30:40, 25:38] == 3).all() and (out[0, 40:44, 12:15] == 3).all()
     assert not out[1, 30:34, 45:50].any() and not out[2].any()
     assert infection[1, 30:34, 45:50].all()  # the input is not modified
+
+
+def test_postprocess_removes_components_mostly_outside_the_lungs(segmenter):
+    """With min_inside_share, a 3D component with less than that share inside the lung masks goes
+    (a rim along the outline), one mostly inside stays whole, margin part included."""
+    lungs = np.zeros((3, 80, 80), np.uint8)
+    lungs[:, 20:60, 10:30] = 1
+    infection = np.zeros_like(lungs)
+    infection[:, 30:40, 24:34] = 4   # 6 of 10 columns inside the lungs on every slice: 60 % inside
+    infection[:, 50:56, 28:36] = 3   # 2 of 8 columns inside: 25 % inside
+    default = segmenter.options
+    assert default.min_inside_share == 0.25
+    try:
+        segmenter.options = dataclasses.replace(default, min_inside_share=0.5)
+        out = segmenter._postprocess(infection, lungs, (2.0, 1.0, 1.0), 10)
+        segmenter.options = dataclasses.replace(default, min_inside_share=0.0)
+        kept = segmenter._postprocess(infection, lungs, (2.0, 1.0, 1.0), 10)  # share 0: both kept
+    finally:
+        segmenter.options = default
+    assert (out[:, 30:40, 24:34] == 4).all()
+    assert not out[:, 50:56].any()
+    assert (kept[:, 50:56, 28:36] == 3).all()
 
 
 @pytest.mark.parametrize("seed", range(6))

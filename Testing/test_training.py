@@ -76,8 +76,8 @@ def small():
 
 def config(**kw) -> TrainConfig:
     base = dict(model=UNET, input={"size": 32, "crop_body": True, "clahe": False}, augment=NO_AUG,
-                epochs=2, batch_size=2, lr=1e-2, seed=0, device="cpu", patience=0)
-    return TrainConfig(**{**base, **kw})
+                epochs=2, batch_size=2, lr=1e-2, seed=0, device="cpu", patience=0, amp=False)
+    return TrainConfig(**{**base, **kw})  # fp32: exact comparisons on any CPU (bf16: its own test)
 
 
 def state(model) -> dict:
@@ -199,6 +199,23 @@ def test_max_steps_stops_and_reports_the_true_loss(tmp_path):
     result = trainer.fit(data)
     assert trainer.steps == 3 and len(result.history) == 2  # stopped inside the second epoch
     assert result.history[1]["train_loss"] == pytest.approx(seen[-1], rel=1e-3)
+
+
+@pytest.mark.parametrize("amx, amp, expected", [(True, True, True), (False, True, False), (True, False, False)])
+def test_cpu_training_autocasts_to_bf16_only_with_amx(small, tmp_path, monkeypatch, amx, amp, expected):
+    monkeypatch.setattr(trainer_mod, "cpu_has_amx", lambda: amx)
+    trainer = Trainer(config(epochs=1, amp=amp), tmp_path)
+    assert trainer.autocast is expected and not trainer.amp  # no fp16 GradScaler on the CPU
+    dtypes = []
+    trainer.model.register_forward_hook(lambda m, i, out: dtypes.append(out.dtype))
+    x, y = small[0].batch(torch.arange(2))
+    loss = trainer.loss_fn(x, y)
+    assert dtypes == [torch.bfloat16 if expected else torch.float32]
+    assert loss.dtype == torch.float32 and math.isfinite(float(loss.detach()))  # the loss itself in fp32
+    before = state(trainer.model)
+    result = trainer.fit(small[0])
+    assert math.isfinite(result.history[0]["train_loss"])
+    assert not same_weights(before, state(result.model))
 
 
 # ----------------------------------------------------------------------------- early stopping

@@ -82,9 +82,9 @@ def paired(first: list, second: list) -> dict:
     return out
 
 
-def variant_key(margin: float, classes: str, tta: str) -> str:
+def variant_key(margin: float, classes: str, tta: str, share: float = 0.0) -> str:
     return (f"margin_{margin:g}mm" + ("" if classes == "model" else f"_{classes}")
-            + ("" if tta == "off" else f"_tta_{tta}"))
+            + ("" if tta == "off" else f"_tta_{tta}") + ("" if not share else f"_inside{share:g}"))
 
 
 def main(argv=None) -> int:
@@ -98,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--lungs", default="auto", help="lung bundle name or card path (default: the bundled one)")
     ap.add_argument("--precision", default="auto", choices=PRECISIONS, help="model arithmetic")
     ap.add_argument("--tta", default="off", help="comma-separated: off, flip (left-right mirrored average)")
+    ap.add_argument("--inside-shares", default="0", help="comma-separated InferenceOptions.min_inside_share values "
+                                                         "(infection components mostly outside the lungs removed)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
     ap.add_argument("--against", type=Path, help="an earlier --out JSON: pair each variant with its slices there")
     args = ap.parse_args(argv)
@@ -108,27 +110,32 @@ def main(argv=None) -> int:
     samples = [s for s in load_medseg(args.data, "binary") if s.id in folds]
     results, per_slice = {}, {}
     margins = [float(m) for m in args.margins.split(",")]
-    for margin, classes, tta in itertools.product(margins, args.classes.split(","), args.tta.split(",")):
+    shares = [float(v) for v in args.inside_shares.split(",")]
+    for margin, classes, tta, share in itertools.product(margins, args.classes.split(","), args.tta.split(","), shares):
         rows = []
         for fold in sorted(set(folds.values())):
             seg = Segmenter(fold_bundle(args.runs, fold, cfg, args.space),
                             InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0,
                                              classes=classes, lungs=args.lungs, tta_flip=tta == "flip",
-                                             precision=args.precision))
+                                             precision=args.precision, min_inside_share=share))
             for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
                 rows.append({"id": s.id, **score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id))})
-        per_slice[(margin, classes, tta)] = rows
-        results[variant_key(margin, classes, tta)] = m = summarise(rows)
+        per_slice[(margin, classes, tta, share)] = rows
+        results[variant_key(margin, classes, tta, share)] = m = summarise(rows)
         split = "".join(f", {c} {m[c + '_dice']['mean']:.3f}" for c in ("GGO", "consolidation") if c + "_dice" in m)
-        print(f"margin {margin:g} mm, classes {classes}, tta {tta} ({len(rows)} slices): infection Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}"
+        print(f"margin {margin:g} mm, classes {classes}, tta {tta}, inside share {share:g} ({len(rows)} slices): infection Dice {m['dice']['mean']:.3f} ± {m['dice']['sd']:.3f}"
               f"{split}, precision {m['precision']['mean']:.3f}, sensitivity {m['sensitivity']['mean']:.3f}, "
               f"specificity {m['specificity']['mean']:.4f}, HD95 {m['hd95']['mean']:.1f} px, expert infection inside the "
               f"report's lungs {m['expert_inside_report_lungs']['mean']:.3f} (worst {min_inside(rows):.3f})", flush=True)
-    comparisons = {f"{variant_key(m, 'density', t)}_vs_model": ((m, "model", t), (m, "density", t)) for m, _, t in per_slice}
-    comparisons.update({f"{variant_key(m, c, t)}_vs_{margins[0]:g}mm": ((margins[0], c, t), (m, c, t))
-                        for m, c, t in per_slice if m != margins[0]})  # each margin against the first one listed
-    comparisons.update({f"{variant_key(m, c, t)}_vs_off": ((m, c, "off"), (m, c, t)) for m, c, t in per_slice if t != "off"})
+    comparisons = {f"{variant_key(m, 'density', t, a)}_vs_model": ((m, "model", t, a), (m, "density", t, a))
+                   for m, _, t, a in per_slice}
+    comparisons.update({f"{variant_key(m, c, t, a)}_vs_{margins[0]:g}mm": ((margins[0], c, t, a), (m, c, t, a))
+                        for m, c, t, a in per_slice if m != margins[0]})  # each margin against the first one listed
+    comparisons.update({f"{variant_key(m, c, t, a)}_vs_off": ((m, c, "off", a), (m, c, t, a))
+                        for m, c, t, a in per_slice if t != "off"})
+    comparisons.update({f"{variant_key(m, c, t, a)}_vs_inside{shares[0]:g}": ((m, c, t, shares[0]), (m, c, t, a))
+                        for m, c, t, a in per_slice if a != shares[0]})  # each share against the first one listed
     for key, (first, second) in comparisons.items():
         if first in per_slice and second in per_slice:
             results[key] = paired(per_slice[first], per_slice[second])

@@ -42,9 +42,9 @@ def unseen_folds(cv: Path, stem: str) -> list:
     return sorted(folds or {int(r["fold"]) for r in rows})
 
 
-def figures(bundle, path: Path) -> dict:
+def figures(bundle, path: Path, inside_share: float = 0.0) -> dict:
     volume = read_volume(path)
-    seg = Segmenter(bundle, InferenceOptions(device="cpu")).segment(volume)
+    seg = Segmenter(bundle, InferenceOptions(device="cpu", min_inside_share=inside_share)).segment(volume)
     report = quantify(seg.labels, volume)
     return {"involvement_percent": round(report.both_involvement_percent, 2),
             "infection_ml": round(report.both_infection_ml, 2), "lung_ml": round(report.both_lung_ml, 1),
@@ -56,19 +56,22 @@ def main(argv=None) -> int:
     ap.add_argument("volumes", nargs="+", type=Path)
     ap.add_argument("--runs", type=Path, action="append", default=[], help="a union run's cv folder")
     ap.add_argument("--bundle", action="append", default=[], help="a shipped bundle that never saw the volumes")
+    ap.add_argument("--inside-share", type=float, default=0.0,
+                    help="InferenceOptions.min_inside_share (infection components mostly outside the lungs removed)")
     ap.add_argument("--out", type=Path, help="write the JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
+    share = args.inside_share
     out = {}
     configs = {cv: TrainConfig.from_dict(json.loads((cv / "cv_summary.json").read_text())["config"]) for cv in args.runs}
     for path in args.volumes:
         stem = stem_of(path)
         for cv, cfg in configs.items():
-            runs = {fold: figures(fold_bundle(cv, fold, cfg, "medseg8"), path) for fold in unseen_folds(cv, stem)}
+            runs = {fold: figures(fold_bundle(cv, fold, cfg, "medseg8"), path, share) for fold in unseen_folds(cv, stem)}
             mean = sum(r["involvement_percent"] for r in runs.values()) / len(runs)
             out[f"{cv.parent.name}/{stem}"] = {"mean_involvement_percent": round(mean, 2), "folds": runs}
         for name in args.bundle:
-            out[f"{name}/{stem}"] = figures(load_bundle(name), path)
+            out[f"{name}/{stem}"] = figures(load_bundle(name), path, share)
     for key, value in out.items():
         print(key, json.dumps(value))
     if args.out:

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "in-plane median of the involved lung is above -350 HU) or the model's own classes "
                               "(default: %(default)s)")
     segment.add_argument("--min-component-mm3", type=float, default=10.0, help="smaller infection islands are removed (default: %(default)s)")
+    segment.add_argument("--min-inside-share", type=float, default=0.25,
+                         help="infection components (3D) with less of their volume inside the lung masks are "
+                              "removed: rims along the outline (default: %(default)s; 0 keeps them)")
     segment.add_argument("--lung-margin-mm", type=float, default=None,
                          help="infection is kept within the lungs dilated in-plane by this (default: 5 with "
                               "the learned lungs, 10 with the training-free ones)")
@@ -121,7 +124,8 @@ def _inference_options(args: argparse.Namespace):
     return InferenceOptions(device=args.device, batch_size=args.batch_size, calibration=args.intensity,
                             lungs=args.lungs, tta_flip=args.tta, precision=args.precision,
                             lung_margin_mm=args.lung_margin_mm,
-                            min_component_mm3=args.min_component_mm3, classes=args.classes)
+                            min_component_mm3=args.min_component_mm3, min_inside_share=args.min_inside_share,
+                            classes=args.classes)
 
 
 def _worker_count(text: str) -> int:

@@ -47,6 +47,9 @@ class InferenceOptions:
     # None: 5 mm (two lung-model pixels) with the learned lungs, which hold consolidation; 10 mm with the training-free ones
     lungs: str = "auto"              # lung model name/path; "auto": the bundled one if installed; "classic"
     min_component_mm3: float = 10.0  # smaller infection islands are removed (mm^2 x slice thickness)
+    min_inside_share: float = 0.25   # infection components (3D) with less of their volume inside the lung
+    # masks are removed: what lies mostly in the margin is partial volume and atelectasis along the outline
+    # (0.13.0; MedSeg CV unchanged, docs/MODELS.md)
     empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
     keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
     classes: str = "density"         # GGO vs consolidation: "density" (the network's infection, each voxel's
@@ -197,7 +200,7 @@ class Segmenter:
     def _postprocess(self, infection: np.ndarray, lungs: np.ndarray, spacing: Tuple[float, float, float],
                      margin_px: int) -> np.ndarray:
         """Keep infection within the lungs dilated in-plane by ``margin_px``; drop islands under
-        min_component_mm3."""
+        min_component_mm3 and components under min_inside_share inside the lungs."""
         infection = infection.copy()
         outside = (infection > 0) & (lungs == 0)
         if outside.any():  # the margin only matters around infection outside the lungs
@@ -209,6 +212,10 @@ class Segmenter:
         if min_voxels > 1 and infection.any():
             box = morph.bounding_box(infection > 0)
             infection[box][morph.small_components(infection[box] > 0, min_voxels)] = 0
+        share = self.options.min_inside_share
+        if share > 0 and infection.any():
+            box = morph.bounding_box(infection > 0)
+            infection[box][morph.components_mostly_outside(infection[box] > 0, lungs[box] > 0, share)] = 0
         return infection
 
 

@@ -1,4 +1,5 @@
-"""Train one 2D segmentation model: augmentation, LR schedule, AMP on GPU, early stopping on
+"""Train one 2D segmentation model: augmentation, LR schedule, mixed precision (fp16 on CUDA, bf16
+on CPUs with AMX), early stopping on
 validation Dice, checkpoint/resume, per-epoch CSV/JSON metrics and a curve plot.
 
 Files in ``out_dir``: ``checkpoint.pt`` (weights-only torch file, resumable), ``best.safetensors``
@@ -17,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CovidSegError
-from ..inference.predict2d import pick_device
+from ..inference.predict2d import cpu_has_amx, pick_device
 from ..io.files import atomic_path, write_csv_rows, write_json
 from ..models.registry import build_model
 from ..names import SCHEDULES
@@ -45,7 +46,7 @@ class TrainConfig:
     patience: int = 20            # epochs without a better validation Dice before stopping; 0 = never
     seed: int = 0
     device: str = "auto"
-    amp: bool = True              # mixed precision, on CUDA only
+    amp: bool = True              # mixed precision where it is faster: fp16 on CUDA, bf16 on AMX CPUs
     multitask: dict = field(default_factory=lambda: {"w_seg": 1.0, "w_cls": 0.5})
     max_steps: int = 0            # stop after this many optimiser steps (smoke tests); 0 = no limit
     crop: int = 0                 # train on random square crops of this size (pixels); 0 = whole input
@@ -114,6 +115,11 @@ def _loss_of_outputs(model, cfg: TrainConfig):
     return loss
 
 
+def _as_float(outputs):
+    """Model outputs (a tensor, or a tuple with None) in fp32."""
+    return tuple(None if o is None else o.float() for o in outputs)
+
+
 def _dice_per_image(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     """Foreground (any class > 0) Dice per image; 1 where both are empty."""
     p, t = (pred > 0).flatten(1).float(), (truth > 0).flatten(1).float()
@@ -149,12 +155,13 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = _scheduler(self.opt, cfg)
         self.amp = cfg.amp and self.device.type == "cuda"
+        self.autocast = self.amp or (cfg.amp and self.device.type == "cpu" and cpu_has_amx())
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.aug = AugmentConfig.from_dict(cfg.augment)
         self.outputs_fn = _outputs_fn(self.model)
         self.loss_of = _loss_of_outputs(self.model, cfg)
-        self.loss_fn = lambda x, y: self.loss_of(self.outputs_fn(x), y)
+        self.loss_fn = self._loss  # (x, y) -> the training loss
         self.history: List[Dict[str, float]] = []
         self.best = (-math.inf, 0)  # (val Dice, epoch)
         self.steps = 0
@@ -190,6 +197,12 @@ class Trainer:
         return int(state["epoch"]) + 1
 
     # ------------------------------------------------------------------ training
+    def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The model under autocast (CPU: bf16, CUDA: fp16) when enabled; the loss in fp32."""
+        with torch.autocast(self.device.type, enabled=self.autocast):
+            outputs = self.outputs_fn(x)
+        return self.loss_of(_as_float(outputs), y)
+
     def _train_epoch(self, data: PreparedSet) -> float:
         self.model.train()
         order = epoch_order(data, self.gen)
@@ -201,8 +214,7 @@ class Trainer:
             x, y = augment(x.to(self.device), y.to(self.device), self.aug, self.gen)
             if self.cfg.crop:
                 x, y = random_crops(x, y, self.cfg.crop, self.gen)
-            with torch.autocast(self.device.type, enabled=self.amp):
-                loss = self.loss_fn(x, y)
+            loss = self.loss_fn(x, y)
             value = float(loss.detach())  # the step's one device sync: the check and the epoch mean
             if not math.isfinite(value):
                 raise CovidSegError("training diverged (loss is NaN/inf); lower the learning rate")
