@@ -124,6 +124,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat-small", type=int, default=1, help="epoch repeats of small-lung slices")
     ap.add_argument("--size", type=int, default=CONFIG["input"]["size"], help="network input (px)")
+    ap.add_argument("--base", type=int, default=CONFIG["model"]["base"], help="U-Net base width")
     ap.add_argument("--crop", type=int, default=0, help="train on random windows of this size (px)")
     ap.add_argument("--medseg", type=Path, help="add MedSeg slices with pseudo lungs (module docstring)")
     ap.add_argument("--repeat-medseg", type=int, default=3, help="epoch repeats of the MedSeg slices")
@@ -137,6 +138,7 @@ def main() -> int:
         return 0
     torch.set_num_threads(args.threads)
     cfg = TrainConfig.from_dict({**CONFIG, "epochs": args.epochs, "crop": args.crop,
+                                 "model": {**CONFIG["model"], "base": args.base},
                                  "input": {**CONFIG["input"], "size": args.size}})
     samples = load_ct_seg_slices(args.data, "lungs")
     for spec in args.negative:
