@@ -246,6 +246,16 @@ def test_device_errors_are_usage_errors_with_one_clear_line(capsys, tmp_path):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+@pytest.mark.parametrize("option, value, words", [("--lung-margin-mm", "-3", "lung margin"),
+                                                  ("--min-component-mm3", "-5", "smallest infection island"),
+                                                  ("--min-inside-share", "1.5", "share inside the lungs"),
+                                                  ("--min-inside-share", "nan", "share inside the lungs")])
+def test_post_processing_options_out_of_range_are_usage_errors(capsys, tmp_path, option, value, words):
+    rc, _, err = run(capsys, "segment", str(SAMPLES / "medseg_0000.png"), "-o", str(tmp_path / "o"), option, value)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and words in err and value in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
 def test_the_command_line_loads_no_heavy_library_before_a_command_runs():
     """--help, --version and usage errors answer without importing torch or MONAI (issue 11, 14)."""
     code = ("import sys, COVIDSegLib.cli.commands as c; c.build_parser(); "

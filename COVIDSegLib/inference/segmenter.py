@@ -20,6 +20,7 @@ import torch
 
 from .. import morphology as morph
 from ..bundle import ModelBundle
+from ..errors import CovidSegError
 from ..io.orientation import from_lps, lps_spacing_zyx, to_lps
 from ..lungs.lung_model import load_lung_model
 from ..lungs.segment import segment_lungs
@@ -54,6 +55,14 @@ class InferenceOptions:
     keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
     classes: str = "density"         # GGO vs consolidation: "density" (the network's infection, each voxel's
     # class from the HU around it: density_split; CV-better than the network's own split) or "model"
+
+    def __post_init__(self) -> None:
+        if self.lung_margin_mm is not None and not self.lung_margin_mm >= 0:
+            raise CovidSegError(f"the lung margin must be 0 mm or more, not {self.lung_margin_mm:g}")
+        if not self.min_component_mm3 >= 0:
+            raise CovidSegError(f"the smallest infection island must be 0 mm^3 or more, not {self.min_component_mm3:g}")
+        if not 0 <= self.min_inside_share <= 1:
+            raise CovidSegError(f"the share inside the lungs must be between 0 and 1, not {self.min_inside_share:g}")
 
 
 @dataclass
