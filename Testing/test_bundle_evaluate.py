@@ -347,6 +347,8 @@ def test_cli_train_writes_bundle(trained):
     assert card["architecture"]["config"] == {"name": "unet", "base": 4, "in_channels": 1, "out_channels": 2}
     assert card["training"]["n_slices"] == len(SUBSET) and card["training"]["epochs_run"] == 1
     assert card["training"]["config"]["max_steps"] == 2 and card["preprocessing"]["input"]["size"] == 32
+    from COVIDSegLib.inference.predict2d import cpu_has_amx
+    assert card["training"]["compute"]["precision"] == ("bf16 autocast (CPU with AMX)" if cpu_has_amx() else "fp32")
     assert card["labels"] == {"1": {"value": 3, "name": "infection", "label_name": "Ground-glass opacity"}}
     history = json.loads((out / "final" / "metrics.json").read_text())
     assert len(history) == 1 and card["training"]["final_train_loss"] == history[0]["train_loss"]

@@ -91,7 +91,7 @@ def test_a_lung_space_bundle_runs_through_segmentation(shared_data, ct_seg, tmp_
     trainer = Trainer(cfg, tmp_path / "run")
     result = trainer.fit(prepare_set(samples, InputSpec.from_dict(cfg.input)))
     card = make_card(cfg, shared_data, len(samples), [], result.history, None,
-                     compute_description(1.0, trainer.device), space="lung")
+                     compute_description(1.0, trainer), space="lung")
     bundle = load_bundle(save_bundle(result.model, card, tmp_path / "bundle", "tiny_v2"))
     assert bundle.card["preprocessing"]["intensity_space"] == "lung"
     segmenter = Segmenter(bundle, InferenceOptions(device="cpu", keep_probabilities=True, lungs="classic"))

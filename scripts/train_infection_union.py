@@ -105,7 +105,7 @@ def main() -> int:
     trainer = Trainer(cfg, args.out / "final", report)
     result = trainer.fit(prepare_set(kept, InputSpec.from_dict(cfg.input)), None)
     card = make_card(cfg, args.ct_seg or args.medseg, len(kept), dropped, result.history, cv,
-                     compute_description(time.time() - start, trainer.device),
+                     compute_description(time.time() - start, trainer),
                      space="lung" if args.space == "lung" else "")
     card["training"]["data"] = "union: medseg100 (GGO/consolidation), covid19-ct-seg-slices (infection), lung-free HU slices"
     card["training"]["negatives"] = args.negative

@@ -160,7 +160,7 @@ def main() -> int:
     trainer = Trainer(cfg, args.out / "final", report)
     result = trainer.fit(prepare_set(kept, InputSpec.from_dict(cfg.input)), None)
     card = make_card(cfg, args.data, len(kept), dropped, result.history, cv,
-                     compute_description(time.time() - start, trainer.device))
+                     compute_description(time.time() - start, trainer))
     card["training"]["negatives"] = args.negative
     card["training"]["small_lung_repeat"] = args.repeat_small
     if args.medseg:

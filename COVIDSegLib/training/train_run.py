@@ -64,9 +64,11 @@ def split_validation(samples: Sequence[Sample], fraction: float, seed: int) -> T
     return [samples[i] for i in sorted(order[n_val:])], [samples[i] for i in sorted(order[:n_val])]
 
 
-def compute_description(seconds: float, device: torch.device) -> dict:
+def compute_description(seconds: float, trainer: Trainer) -> dict:
+    device = trainer.device
     name = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU {platform.machine()}"
-    return {"device": name, "torch_threads": torch.get_num_threads(), "seconds": round(seconds, 1)}
+    return {"device": name, "torch_threads": torch.get_num_threads(), "precision": trainer.precision,
+            "seconds": round(seconds, 1)}
 
 
 def preprocessing_card(cfg: TrainConfig, space: str = "") -> dict:
@@ -130,5 +132,5 @@ def run_training(cfg: TrainConfig, opts: RunOptions, progress: ProgressCallback 
     result = trainer.fit(prepare_set(train, spec, with_alt=trainer.aug.clahe > 0),
                          prepare_set(val, spec) if val else None)
     card = make_card(cfg, opts.data, len(samples), dropped, result.history, cv,
-                     compute_description(time.time() - start, trainer.device))
+                     compute_description(time.time() - start, trainer))
     return save_bundle(result.model, card, out, opts.name), cv

@@ -196,6 +196,13 @@ class Trainer:
         self.history, self.best, self.steps = state["history"], tuple(state["best"]), state["steps"]
         return int(state["epoch"]) + 1
 
+    @property
+    def precision(self) -> str:
+        """What the forward passes ran in, for cards."""
+        if self.amp:
+            return "fp16 autocast (CUDA)"
+        return "bf16 autocast (CPU with AMX)" if self.autocast else "fp32"
+
     # ------------------------------------------------------------------ training
     def _loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The model under autocast (CPU: bf16, CUDA: fp16) when enabled; the loss in fp32."""
