@@ -98,8 +98,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lungs", default="auto", help="lung bundle name or card path (default: the bundled one)")
     ap.add_argument("--precision", default="auto", choices=PRECISIONS, help="model arithmetic")
     ap.add_argument("--tta", default="off", help="comma-separated: off, flip (left-right mirrored average)")
-    ap.add_argument("--inside-shares", default="0", help="comma-separated InferenceOptions.min_inside_share values "
-                                                         "(infection components mostly outside the lungs removed)")
+    ap.add_argument("--inside-shares", default=f"{InferenceOptions.min_inside_share:g}",
+                    help="comma-separated InferenceOptions.min_inside_share values (infection components mostly "
+                         "outside the lungs removed; default: segment's, %(default)s)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
     ap.add_argument("--against", type=Path, help="an earlier --out JSON: pair each variant with its slices there")
     args = ap.parse_args(argv)

@@ -42,7 +42,7 @@ def unseen_folds(cv: Path, stem: str) -> list:
     return sorted(folds or {int(r["fold"]) for r in rows})
 
 
-def figures(bundle, path: Path, inside_share: float = 0.0) -> dict:
+def figures(bundle, path: Path, inside_share: float = InferenceOptions.min_inside_share) -> dict:
     volume = read_volume(path)
     seg = Segmenter(bundle, InferenceOptions(device="cpu", min_inside_share=inside_share)).segment(volume)
     report = quantify(seg.labels, volume)
@@ -56,8 +56,9 @@ def main(argv=None) -> int:
     ap.add_argument("volumes", nargs="+", type=Path)
     ap.add_argument("--runs", type=Path, action="append", default=[], help="a union run's cv folder")
     ap.add_argument("--bundle", action="append", default=[], help="a shipped bundle that never saw the volumes")
-    ap.add_argument("--inside-share", type=float, default=0.0,
-                    help="InferenceOptions.min_inside_share (infection components mostly outside the lungs removed)")
+    ap.add_argument("--inside-share", type=float, default=InferenceOptions.min_inside_share,
+                    help="InferenceOptions.min_inside_share (infection components mostly outside the lungs "
+                         "removed; default: segment's, %(default)s)")
     ap.add_argument("--out", type=Path, help="write the JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
