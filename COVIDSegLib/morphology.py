@@ -2,7 +2,7 @@
 are several times faster) used by the body crop, the lung and the post-processing steps."""
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -35,21 +35,20 @@ def _face_labels(mask: np.ndarray) -> Tuple[np.ndarray, int]:
 
 def small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     """Voxels of the face-connected components of ``mask`` smaller than ``min_voxels``."""
-    labels, n = _face_labels(mask)
-    too_small = np.bincount(labels.ravel(), minlength=n + 1) < min_voxels
-    too_small[0] = False
-    return too_small[labels]
+    return components_to_remove(mask, min_voxels)
 
 
-def components_mostly_outside(mask: np.ndarray, inside: np.ndarray, min_share: float) -> np.ndarray:
-    """Voxels of the face-connected components of ``mask`` with less than ``min_share`` of their
-    voxels in ``inside``."""
+def components_to_remove(mask: np.ndarray, min_voxels: int = 1, inside: Optional[np.ndarray] = None,
+                         min_share: float = 0.0) -> np.ndarray:
+    """Voxels of the face-connected components of ``mask`` smaller than ``min_voxels`` or, with
+    ``inside``, with less than ``min_share`` of their voxels in it; one labelling for both."""
     labels, n = _face_labels(mask)
     total = np.bincount(labels.ravel(), minlength=n + 1)
-    within = np.bincount(labels[inside], minlength=n + 1)
-    outside = within < min_share * total
-    outside[0] = False
-    return outside[labels]
+    remove = total < min_voxels
+    if inside is not None and min_share > 0:
+        remove |= np.bincount(labels[inside], minlength=n + 1) < min_share * total
+    remove[0] = False
+    return remove[labels]
 
 
 _INPLANE_CROSS = np.zeros((3, 3, 3), bool)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -32,6 +33,7 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+@lru_cache(maxsize=1)
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX tiles (with them, oneDNN runs bf16 convolutions ~2.5x faster than
     fp32; without them bf16 autocast was measured slower than fp32, docs/BENCHMARKS.md)."""

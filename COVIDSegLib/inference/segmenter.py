@@ -218,13 +218,10 @@ class Segmenter:
             infection[box][outside[box] & ~allowed] = 0
         voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
         min_voxels = int(np.ceil(self.options.min_component_mm3 / voxel_mm3))
-        if min_voxels > 1 and infection.any():
-            box = morph.bounding_box(infection > 0)
-            infection[box][morph.small_components(infection[box] > 0, min_voxels)] = 0
         share = self.options.min_inside_share
-        if share > 0 and infection.any():
+        if (min_voxels > 1 or share > 0) and infection.any():
             box = morph.bounding_box(infection > 0)
-            infection[box][morph.components_mostly_outside(infection[box] > 0, lungs[box] > 0, share)] = 0
+            infection[box][morph.components_to_remove(infection[box] > 0, min_voxels, lungs[box] > 0, share)] = 0
         return infection
 
 
