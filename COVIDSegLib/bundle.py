@@ -130,6 +130,33 @@ def verify_weights(card: dict, card_path: Path) -> Path:
     return weights
 
 
+SPACE_NAMES = {"medseg8": "MedSeg 8-bit window (HU or 8-bit slices)",
+               "lung": "lung space (per-slice min-max + CLAHE, as covid19-ct-seg-slices)"}
+
+
+def intensity_space(card: dict) -> str:
+    """The input space a card's network reads: "medseg8" (v1 models) or "lung"."""
+    return card["preprocessing"].get("intensity_space") or "medseg8"
+
+
+def bundle_for_space(bundle: ModelBundle, space: str, device: Union[str, "torch.device"] = "cpu") -> ModelBundle:
+    """``bundle`` when its network reads ``space``; else the bundle its card names for inputs in
+    that space (``preprocessing.space_models``; looked up beside the card first). Slices that
+    cannot be brought into a network's space (CLAHE is not invertible) need such a companion."""
+    if intensity_space(bundle.card) == space:
+        return bundle
+    name = (bundle.card["preprocessing"].get("space_models") or {}).get(space)
+    if not name:
+        raise CovidSegError(f"Model {bundle.name} reads the {SPACE_NAMES[intensity_space(bundle.card)]} and "
+                            f"cannot score slices in the {SPACE_NAMES.get(space, space)}; its card names no model for them.")
+    beside = Path(bundle.card_path).parent / f"{name}.json"
+    other = load_bundle(beside if beside.is_file() else name, device)
+    if intensity_space(other.card) != space or other.card["task"] == "lungs":
+        raise CovidSegError(f"Model {other.name}, named by {bundle.name} for the {space} space, is not an "
+                            f"infection model reading that space.")
+    return other
+
+
 def list_bundles() -> List[dict]:
     """One entry per card found (the first of a name wins): name, task, architecture, CV Dice, path."""
     seen: Dict[str, dict] = {}

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 from tqdm import tqdm
 
@@ -114,20 +114,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.model or args.data:
         if not (args.model and args.data) or args.predictions:
             raise CovidSegError("use --model with --data, or PRED... with --truth")
-        rows, summary, classes = _evaluate_model(args)
+        rows, summary, classes, scored_by = _evaluate_model(args)
     else:
         if not args.predictions or not args.truth:
             raise CovidSegError("give prediction files and --truth FOLDER (or --model with --data)")
         rows, summary = evaluate_files(pair_files(args.predictions, args.truth), args.pred_format, args.truth_format)
-        classes = None
+        classes, scored_by = None, None
     print(format_table(summary, classes))
     if args.output:
-        _write_report(rows, summary, args.output)
+        _write_report(rows, summary, args.output, scored_by)
     return 0
 
 
 def _evaluate_model(args: argparse.Namespace):
-    from ..bundle import load_bundle
+    from ..bundle import bundle_for_space, load_bundle
     from ..inference.predict2d import pick_device
     from ..preprocess.slice_prep import InputSpec
     from ..training.crossval import score_model
@@ -139,16 +139,22 @@ def _evaluate_model(args: argparse.Namespace):
     if task == "multiclass" and is_ct_seg_slices(args.data):
         task = "binary"  # infection masks only: the multi-class model is scored on GGO + consolidation
     samples, _ = load_filtered(args.data, task)
+    if task != "lungs" and any(s.meta.get("space") == "lung" for s in samples):
+        scorer = bundle_for_space(bundle, "lung", device)  # CLAHE slices cannot enter the 8-bit window
+        if scorer is not bundle:
+            print(f"{args.data}: slices in the lung space, scored with {scorer.name} "
+                  f"(the model {bundle.name}'s card names for them)", file=sys.stderr)
+        bundle = scorer
     prep = bundle.card["preprocessing"]
     rows = [{"case": r.pop("id"), **class_keyed(r, task)} for r in
             score_model(bundle.model, samples, InputSpec.from_dict(prep["input"]), task, device, prep.get("intensity_space"))]
-    return rows, summarise(rows), table_classes(task)
+    return rows, summarise(rows), table_classes(task), bundle.name
 
 
-def _write_report(rows: List[dict], summary: dict, path: Path) -> None:
+def _write_report(rows: List[dict], summary: dict, path: Path, model: Optional[str] = None) -> None:
     from ..io.files import write_csv_rows, write_json
     if path.suffix == ".json":
-        write_json({"cases": rows, "summary": summary}, path)
+        write_json({"cases": rows, "summary": summary, **({"model": model} if model else {})}, path)
     else:
         write_csv_rows(rows, path)
 
