@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from COVIDSegLib.bundle import FORMAT, find_bundle, list_bundles, load_bundle, save_bundle
+from COVIDSegLib.bundle import FORMAT, bundle_for_space, find_bundle, list_bundles, load_bundle, save_bundle
 from COVIDSegLib.cli.commands import main
 from COVIDSegLib.errors import CovidSegError, InputError
 from COVIDSegLib.models.registry import build_model, count_parameters
@@ -61,6 +61,37 @@ def edit_card(card_path: Path, **changes) -> dict:
 
 
 # ----------------------------------------------------------------------------- bundles
+
+
+def test_a_card_names_its_model_for_another_intensity_space(tmp_path):
+    main_card, _ = make_bundle(tmp_path, "reads_medseg8")
+    lung_card, _ = make_bundle(tmp_path, "reads_lung_space")
+    card = json.loads(lung_card.read_text())
+    card["preprocessing"]["intensity_space"] = "lung"
+    lung_card.write_text(json.dumps(card))
+    medseg8 = load_bundle(main_card)
+    assert bundle_for_space(medseg8, "medseg8") is medseg8
+    with pytest.raises(CovidSegError, match="reads_medseg8 reads the MedSeg 8-bit window .* names no model"):
+        bundle_for_space(medseg8, "lung")
+    card = json.loads(main_card.read_text())
+    card["preprocessing"]["space_models"] = {"lung": "reads_lung_space"}
+    main_card.write_text(json.dumps(card))
+    assert bundle_for_space(load_bundle(main_card), "lung").name == "reads_lung_space"  # found beside it
+    card["preprocessing"]["space_models"] = {"lung": "reads_medseg8"}  # names a network of the wrong space
+    main_card.write_text(json.dumps(card))
+    with pytest.raises(CovidSegError, match="not an infection model reading that space"):
+        bundle_for_space(load_bundle(main_card), "lung")
+
+
+@pytest.mark.parametrize("models", [{"lung": "../elsewhere"}, {"lung": "/abs/path"}, {"hu": "x"}, {"lung": 3}, []])
+def test_card_space_models_must_name_a_bundle(bundle, models):
+    card_path, _ = bundle
+    card = json.loads(card_path.read_text())
+    card["preprocessing"]["space_models"] = models
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(CovidSegError, match="space_models"):
+        load_bundle(card_path)
+
 
 
 def test_save_load_roundtrip(bundle):
@@ -399,11 +430,20 @@ def test_cli_evaluate_lung_model_on_the_ct_seg_slices_layout(ct_seg_slices_subse
     assert out.splitlines()[1].startswith("lungs")
     summary = json.loads((tmp_path / "lungs.json").read_text())["summary"]
     assert summary["lungs_dice"]["n"] == 8 and summary["lungs_dice"]["mean"] >= 0.9
-    rc, out, err = run(capsys, "evaluate", "--model", "covidseg_multiclass", "--data", ct_seg_slices_subset,
+
+
+@pytest.mark.parametrize("name", ["covidseg_multiclass", "covidseg_binary"])
+def test_cli_evaluate_infection_models_on_the_ct_seg_slices_layout(name, ct_seg_slices_subset, capsys, tmp_path):
+    """The 8-bit-window models cannot read CLAHE slices (fed as they are they scored Dice 0.04 on
+    all 1200); their cards name the lung-space network that scores them. These 8 slices were in
+    its training set, so the bound checks the route, not generalisation (CV: docs/MODELS.md)."""
+    rc, out, err = run(capsys, "evaluate", "--model", name, "--data", ct_seg_slices_subset,
                        "-o", tmp_path / "infection.json")
     assert rc == 0, err
-    summary = json.loads((tmp_path / "infection.json").read_text())["summary"]
-    assert summary["infection_dice"]["n"] == 8 and 0.0 <= summary["infection_dice"]["mean"] <= 1.0
+    assert "scored with covidseg_infection_lungspace" in err and out.splitlines()[1].startswith("infection")
+    report = json.loads((tmp_path / "infection.json").read_text())
+    assert report["model"] == "covidseg_infection_lungspace"
+    assert report["summary"]["infection_dice"]["n"] == 8 and report["summary"]["infection_dice"]["mean"] >= 0.4
 
 
 def test_the_lung_bundle_is_listed_and_is_a_lung_model(capsys):

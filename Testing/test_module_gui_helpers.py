@@ -154,6 +154,7 @@ def test_model_choices_and_description():
     bundles, note = models.model_choices("covidseg_multiclass")
     names = [b["name"] for b in bundles]
     assert {"covidseg_binary", "covidseg_multiclass"} <= set(names) and note == ""
+    assert "covidseg_lungs" not in names  # the lung model is not an infection model
     text = models.describe(next(b for b in bundles if b["name"] == "covidseg_multiclass"))
     assert "multiclass" in text and "bundled" in text
     assert models.describe({"name": "x"}) == ""

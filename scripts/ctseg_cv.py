@@ -51,7 +51,7 @@ def figures(rows: list, manifest: dict) -> dict:
                              "patient_pooled_dice": float(np.mean([pooled[g] for g in groups])), "patients": len(groups)}
     return {"slices": len(rows), "dice": float(np.mean([float(r["dice"]) for r in rows])),
             "tad": float(np.mean([float(r["tad"]) for r in rows])),
-            "precision": float(np.mean([float(r["precision"]) for r in rows])),
+            "precision": float(np.nanmean([float(r["precision"]) for r in rows])),
             "sensitivity": float(np.mean([float(r["sensitivity"]) for r in rows])),
             "patient_pooled_dice": float(np.mean(list(pooled.values()))),
             "per_patient": dict(sorted(pooled.items(), key=lambda kv: int(kv[0]))), "by_source": by_source}

@@ -13,13 +13,14 @@ class ModelExistsError(CovidSegError):
 
 
 def model_choices(current: str) -> Tuple[List[dict], str]:
-    """(bundles found by ``COVIDSegLib.bundle.list_bundles``, a note). Without PyTorch the
-    library cannot list them yet: only ``current`` is offered, with a note saying why."""
+    """(infection bundles found by ``COVIDSegLib.bundle.list_bundles``, a note; lung models run
+    beside them, so they are not choices). Without PyTorch the library cannot list them yet:
+    only ``current`` is offered, with a note saying why."""
     try:
         from COVIDSegLib.bundle import list_bundles
     except ImportError as error:
         return [{"name": current}], f"Models are listed once the requirements are installed ({error.name} is missing)."
-    bundles = list_bundles()
+    bundles = [b for b in list_bundles() if b.get("task") != "lungs"]
     return bundles, "" if bundles else "No model found: add one with “Add model…”."
 
 
