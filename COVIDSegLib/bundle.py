@@ -147,7 +147,8 @@ def bundle_for_space(bundle: ModelBundle, space: str, device: Union[str, "torch.
         return bundle
     name = (bundle.card["preprocessing"].get("space_models") or {}).get(space)
     if not name:
-        raise CovidSegError(f"Model {bundle.name} reads the {SPACE_NAMES[intensity_space(bundle.card)]} and "
+        own = intensity_space(bundle.card)
+        raise CovidSegError(f"Model {bundle.name} reads the {SPACE_NAMES.get(own, own)} and "
                             f"cannot score slices in the {SPACE_NAMES.get(space, space)}; its card names no model for them.")
     beside = Path(bundle.card_path).parent / f"{name}.json"
     other = load_bundle(beside if beside.is_file() else name, device)

@@ -446,6 +446,15 @@ def test_cli_evaluate_infection_models_on_the_ct_seg_slices_layout(name, ct_seg_
     assert report["summary"]["infection_dice"]["n"] == 8 and report["summary"]["infection_dice"]["mean"] >= 0.4
 
 
+def test_cli_evaluate_refuses_lung_space_slices_a_model_cannot_read(ct_seg_slices_subset, capsys, tmp_path):
+    card_path, _ = make_bundle(tmp_path)  # an 8-bit-window model whose card names no lung-space model
+    rc, out, err = run(capsys, "evaluate", "--model", card_path, "--data", ct_seg_slices_subset,
+                       "-o", tmp_path / "x.json")
+    assert rc != 0 and not (tmp_path / "x.json").exists() and out == ""
+    lines = error_lines(err)
+    assert len(lines) == 1 and "cannot score slices in the lung space" in lines[0], err
+
+
 def test_the_lung_bundle_is_listed_and_is_a_lung_model(capsys):
     rc, out, _ = run(capsys, "models", "--json")
     lungs = next(b for b in json.loads(out) if b["name"] == "covidseg_lungs")
