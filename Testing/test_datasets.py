@@ -221,6 +221,17 @@ def test_load_ct_seg_pairs_and_slices(ct_seg):
         np.testing.assert_array_equal(samples[NZ + z].target, expected[z])  # flipped file, re-oriented
 
 
+def test_cli_evaluate_the_multiclass_model_on_the_volume_layout(ct_seg, tmp_path, capsys):
+    """Infection masks only: the multi-class model is scored on GGO + consolidation together
+    (before 0.14.0 this layout asked for a --task that evaluate does not have)."""
+    from COVIDSegLib.cli.commands import main
+    rc = main(["evaluate", "--model", "covidseg_multiclass", "--data", str(ct_seg), "-o", str(tmp_path / "e.json")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "e.json").read_text())["summary"]
+    assert summary["infection_dice"]["n"] == 2 * NZ and "GGO_dice" not in summary
+
+
 def test_load_ct_seg_maps_hu_to_medseg8(ct_seg):
     s = load_ct_seg(ct_seg)[1]
     assert s.image.dtype == np.float32 and 0 <= s.image.min() and s.image.max() <= 255

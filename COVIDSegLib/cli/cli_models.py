@@ -131,12 +131,12 @@ def _evaluate_model(args: argparse.Namespace):
     from ..inference.predict2d import pick_device
     from ..preprocess.slice_prep import InputSpec
     from ..training.crossval import score_model
-    from ..training.datasets import class_keyed, is_ct_seg_slices, load_filtered, table_classes
+    from ..training.datasets import class_keyed, infection_only, load_filtered, table_classes
     from ..training.metrics import summarise
     device = pick_device(args.device)
     bundle = load_bundle(args.model, device)
     task = bundle.card["task"]
-    if task == "multiclass" and is_ct_seg_slices(args.data):
+    if task == "multiclass" and infection_only(args.data):
         task = "binary"  # infection masks only: the multi-class model is scored on GGO + consolidation
     samples, _ = load_filtered(args.data, task)
     if task != "lungs" and any(s.meta.get("space") == "lung" for s in samples):

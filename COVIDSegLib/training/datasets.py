@@ -200,6 +200,12 @@ def lung_free_slices(spec: str, repeat: int = 1, space: str = "lung") -> List[Sa
             for r in range(repeat) for i, image in enumerate(images)]
 
 
+def infection_only(root: Path) -> bool:
+    """True for the layouts with infection masks only (no GGO/consolidation split): the
+    covid19-ct-seg-slices folder and the 20-case COVID-19-CT-Seg volumes (``ct_scans/``)."""
+    return is_ct_seg_slices(root) or (Path(root) / "ct_scans").is_dir()
+
+
 def is_ct_seg_slices(root: Path) -> bool:
     root = Path(root)
     return (root / "images").is_dir() and (root / "lungs").is_dir() and (root / "manifest.json").is_file()
