@@ -232,6 +232,20 @@ def test_cli_evaluate_the_multiclass_model_on_the_volume_layout(ct_seg, tmp_path
     assert summary["infection_dice"]["n"] == 2 * NZ and "GGO_dice" not in summary
 
 
+def test_load_ct_seg_skips_a_case_that_is_not_ct_and_goes_on(ct_seg, caplog):
+    rng = np.random.default_rng(3)
+    save_nifti(rng.uniform(0, 900, (NZ, NY, NX)).astype(np.float32), ct_seg / "ct_scans" / "coronacases_org_005.nii.gz")
+    save_nifti(lesion_mask(), ct_seg / "infection_mask" / "coronacases_005.nii.gz")
+    with caplog.at_level(logging.WARNING):
+        samples = load_ct_seg(ct_seg)
+    assert len(samples) == 2 * NZ and not any(s.id.startswith("coronacases_org_005") for s in samples)
+    assert any("coronacases_org_005.nii.gz: skipped (Intensities are neither" in r.getMessage() for r in caplog.records)
+    for name in ("coronacases_org_001.nii.gz", "radiopaedia_org_covid-19-pneumonia-4_85506_1-dcm.nii.gz"):
+        (ct_seg / "ct_scans" / name).write_bytes(b"not a NIfTI file")
+    with pytest.raises(InputError, match="No usable CT"):
+        load_ct_seg(ct_seg)
+
+
 def test_load_ct_seg_maps_hu_to_medseg8(ct_seg):
     s = load_ct_seg(ct_seg)[1]
     assert s.image.dtype == np.float32 and 0 <= s.image.min() and s.image.max() <= 255

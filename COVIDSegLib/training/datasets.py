@@ -141,7 +141,11 @@ def load_ct_seg(root: Path, task: str = "binary", every: int = 1, calibration: s
         raise CovidSegError("COVID-19-CT-Seg has infection masks only: use --task binary with it.")
     out = []
     for ct_path, mask_path in _ct_seg_pairs(root):
-        ct = orient_lps(to_medseg8(read_volume(ct_path), calibration))
+        try:
+            ct = orient_lps(to_medseg8(read_volume(ct_path), calibration))
+        except CovidSegError as exc:  # unreadable, or neither HU nor the 8-bit window: this case only
+            log.warning("%s: skipped (%s)", ct_path.name, exc)
+            continue
         mask = orient_lps(read_volume(mask_path))
         if mask.array.shape != ct.array.shape:
             log.warning("%s: mask shape %s differs from CT %s, skipped", ct_path.name, mask.array.shape,
@@ -152,6 +156,8 @@ def load_ct_seg(root: Path, task: str = "binary", every: int = 1, calibration: s
             target = (np.asarray(mask.array[z]) > 0).astype(np.uint8)
             out.append(Sample(f"{ct_path.name.split('.nii')[0]}_z{z:03d}", ct.array[z].astype(np.float32),
                               target, str(ct_path), {"pixel_mm": spacing}))
+    if not out:
+        raise InputError(f"No usable CT with an infection mask under {root} (see the warnings above).")
     return out
 
 
