@@ -7,11 +7,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import CovidSegError, shown
+from .names import INTENSITY_SPACES
 
 TASKS = ("multiclass", "binary", "lungs")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")  # a bundle name, never a path
-SPACES = ("medseg8", "lung")
 
 
 def _fail(card_path: Path, field: str, problem: str) -> None:
@@ -53,9 +53,9 @@ def check_card(card: dict, card_path: Path) -> dict:
             _fail(card_path, f"'preprocessing.input.{key}'", "must be true or false")
     models = preprocessing.get("space_models")
     for space, name in (_mapping(card_path, models, "'preprocessing.space_models'") if models is not None else {}).items():
-        if space not in SPACES or not isinstance(name, str) or not _NAME.fullmatch(name):
+        if space not in INTENSITY_SPACES or not isinstance(name, str) or not _NAME.fullmatch(name):
             _fail(card_path, f"'preprocessing.space_models.{space:.20}'",
-                  f"must map a space ({', '.join(SPACES)}) to a model name (found {name!r:.40})")
+                  f"must map a space ({', '.join(INTENSITY_SPACES)}) to a model name (found {name!r:.40})")
     labels = _mapping(card_path, card.get("labels"), "'labels'")
     for key, entry in labels.items():
         if not key.isdigit() or not 1 <= int(key) <= 255:

@@ -3,6 +3,7 @@
 DEFAULT_MODEL = "covidseg_multiclass"
 DEFAULT_BINARY_MODEL = "covidseg_binary"
 DEFAULT_LUNG_MODEL = "covidseg_lungs"
+INTENSITY_SPACES = ("medseg8", "lung")                      # what a network reads (bundle cards)
 PRECISIONS = ("auto", "fp32", "bf16")                          # predict2d.use_bf16
 SCHEDULES = ("cosine", "exponential", "constant")            # trainer
 ENCODING_NAMES = ("labels", "binary", "medseg-multiclass")   # evaluate.ENCODINGS

@@ -18,6 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from COVIDSegLib.training.metrics import pooled_group_dice  # noqa: E402
+
 PIXELS = 256 * 256  # every covid19-ct-seg slice, scored on its own grid
 
 
@@ -27,22 +29,9 @@ def ctseg_rows(run: Path) -> list:
         return [r for r in csv.DictReader(f) if r["id"].startswith("ctseg_")]
 
 
-def pooled_dice(rows: list, entries: list) -> dict:
-    """Per patient: 2 TP / (reference + prediction) over its slices; TP = sensitivity x reference,
-    false positives = (1 - specificity) x the other pixels (exact where precision is 0 too)."""
-    sums = {}
-    for r, e in zip(rows, entries):
-        ref = e["infection_pixels"]
-        tp = float(r["sensitivity"]) * ref
-        fp = (1.0 - float(r["specificity"])) * (PIXELS - ref)
-        total = sums.setdefault(str(e["group"]), [0.0, 0.0])
-        total[0], total[1] = total[0] + tp, total[1] + ref + tp + fp
-    return {g: 2 * tp / both if both else 1.0 for g, (tp, both) in sums.items()}
-
-
 def figures(rows: list, manifest: dict) -> dict:
     entries = [manifest[r["id"][len("ctseg_"):]] for r in rows]
-    pooled = pooled_dice(rows, entries)
+    pooled = pooled_group_dice(rows, [e["infection_pixels"] for e in entries], [e["group"] for e in entries], PIXELS)
     by_source = {}
     for source in sorted({e["source"] for e in entries}):
         groups = sorted({str(e["group"]) for e in entries if e["source"] == source}, key=int)

@@ -127,7 +127,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_model(args: argparse.Namespace):
-    from ..bundle import bundle_for_space, load_bundle
+    from ..bundle import bundle_for_space, intensity_space, load_bundle
     from ..inference.predict2d import pick_device
     from ..preprocess.slice_prep import InputSpec
     from ..training.crossval import score_model
@@ -147,7 +147,7 @@ def _evaluate_model(args: argparse.Namespace):
         bundle = scorer
     prep = bundle.card["preprocessing"]
     rows = [{"case": r.pop("id"), **class_keyed(r, task)} for r in
-            score_model(bundle.model, samples, InputSpec.from_dict(prep["input"]), task, device, prep.get("intensity_space"))]
+            score_model(bundle.model, samples, InputSpec.from_dict(prep["input"]), task, device, intensity_space(bundle.card))]
     return rows, summarise(rows), table_classes(task), bundle.name
 
 

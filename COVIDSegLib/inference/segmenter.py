@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import morphology as morph
-from ..bundle import ModelBundle
+from ..bundle import ModelBundle, intensity_space
 from ..errors import CovidSegError
 from ..io.orientation import from_lps, lps_spacing_zyx, to_lps
 from ..lungs.lung_model import load_lung_model
@@ -87,7 +87,7 @@ class Segmenter:
         # BatchNorm folded into the convolutions, channels-last: ~35 % faster on CPU (docs/BENCHMARKS.md)
         self.model = fold_batchnorm(bundle.model).to(self.device, memory_format=torch.channels_last)
         self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
-        self.lung_space = bundle.card["preprocessing"].get("intensity_space") == "lung"  # v2 models
+        self.lung_space = intensity_space(bundle.card) == "lung"  # v2 models
         self.class_values = np.zeros(max(bundle.class_labels) + 1, np.uint8)
         for index, value in bundle.class_labels.items():
             self.class_values[index] = value

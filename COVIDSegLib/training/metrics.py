@@ -189,14 +189,19 @@ def summarise(rows: List[Mapping[str, float]]) -> Dict[str, Dict[str, float]]:
 
 
 def pooled_group_dice(rows: Sequence[Mapping[str, float]], reference_pixels: Sequence[int],
-                      groups: Sequence) -> Dict[str, float]:
+                      groups: Sequence, image_pixels: Optional[int] = None) -> Dict[str, float]:
     """Per-group (patient) Dice over all of a group's slices pooled, the 3D kind of Dice volume
-    methods report, rebuilt exactly from per-slice ``sensitivity`` and ``precision`` rows and each
-    slice's reference pixel count (TP = sensitivity x reference, prediction = TP / precision)."""
+    methods report, rebuilt from per-slice ``sensitivity`` and ``precision`` rows and each
+    slice's reference pixel count (TP = sensitivity x reference, prediction = TP / precision).
+    With ``image_pixels`` (every slice's size) the prediction is TP + (1 - specificity) x the
+    other pixels instead: exact also where precision is 0."""
     sums: Dict[str, List[float]] = {}
     for row, ref, group in zip(rows, reference_pixels, groups):
         tp = float(row["sensitivity"]) * ref
-        pred = tp / float(row["precision"]) if float(row["precision"]) > 0 else 0.0
+        if image_pixels is not None:
+            pred = tp + (1.0 - float(row["specificity"])) * (image_pixels - ref)
+        else:
+            pred = tp / float(row["precision"]) if float(row["precision"]) > 0 else 0.0
         total = sums.setdefault(str(group), [0.0, 0.0])
         total[0], total[1] = total[0] + tp, total[1] + ref + pred
     return {g: 2 * tp / both if both else 1.0 for g, (tp, both) in sums.items()}
