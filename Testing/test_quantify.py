@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -125,6 +126,19 @@ def test_density_bands_and_disagreement():
     b[:, 5:15, 42:58] = 4  # the same voxels called consolidation: figures agree
     assert not any(w.startswith("density") for w in quantify(vol(b), image=vol(hu), calibration="hu").warnings)
     assert {row["region"] for row in report_rows(r)} >= {"left lung", "right upper", "both lungs"}
+
+
+def test_density_leaves_out_the_partial_volume_rim():
+    a = whole(two_lungs())
+    hu = np.where(a > 0, -850, 40).astype(np.int16)
+    edge = (a > 0) & ~ndimage.binary_erosion(a > 0, np.ones((1, 3, 3), bool))
+    hu[edge] = -400  # each slice's outline: lung mixed with chest wall, not disease
+    r = quantify(vol(a), image=vol(hu), calibration="hu")
+    assert r.density_percent["well_aerated_-950_-700"] == pytest.approx(100.0)
+    assert not any(w.startswith("density") for w in r.warnings)
+    hu[:, 8:12, 46:54] = -100  # dense lung inside the outline still counts
+    dense = quantify(vol(a), image=vol(hu), calibration="hu").density_percent["consolidation_like_-300_100"]
+    assert dense == pytest.approx(100.0 * 32 / (8 * 14 * 2), abs=0.01)
 
 
 def test_involvement_below_the_floor_is_graded_none_and_said_so():

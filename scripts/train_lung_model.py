@@ -128,6 +128,8 @@ def main() -> int:
     ap.add_argument("--crop", type=int, default=0, help="train on random windows of this size (px)")
     ap.add_argument("--medseg", type=Path, help="add MedSeg slices with pseudo lungs (module docstring)")
     ap.add_argument("--repeat-medseg", type=int, default=3, help="epoch repeats of the MedSeg slices")
+    ap.add_argument("--opacity", type=float, default=0.0,
+                    help="probability of synthetic opacities painted inside the lung (training/opacity.py)")
     ap.add_argument("--no-final", action="store_true", help="cross-validation only")
     ap.add_argument("--card-only", type=Path, help="rewrite this bundle card's CV metrics from OUT/cv and stop")
     args = ap.parse_args()
@@ -139,6 +141,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     cfg = TrainConfig.from_dict({**CONFIG, "epochs": args.epochs, "crop": args.crop,
                                  "model": {**CONFIG["model"], "base": args.base},
+                                 "augment": {**CONFIG["augment"], "opacity": args.opacity},
                                  "input": {**CONFIG["input"], "size": args.size}})
     samples = load_ct_seg_slices(args.data, "lungs")
     for spec in args.negative:

@@ -4,7 +4,7 @@
   apices and the bases (no lung on its most superior / most inferior slice). With partial
   coverage the figures describe what was seen, and no severity grade is given.
 * **Volumes**: each lung within a plausible adult range, left/right ratio, one lung missing.
-* **Density** (HU bands of the lung voxels, ``DENSITY_BANDS``): the share of lung that is
+* **Density** (HU bands of the lung's interior voxels, ``DENSITY_BANDS``): the share of lung that is
   well aerated, ground-glass-like or consolidation-like by attenuation alone, beside the
   model's involvement; a gross disagreement is a warning.
 
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+from scipy import ndimage
 
 DENSITY_BANDS: Dict[str, Tuple[float, float]] = {
     "below_-950": (-np.inf, -950.0),
@@ -55,9 +56,16 @@ def coverage(lung_per_slice: np.ndarray, height_mm: np.ndarray, thickness_mm: fl
             "complete": apex and bases}
 
 
+_IN_PLANE_CROSS = ndimage.generate_binary_structure(2, 1)[None]
+
+
 def density_counts(hu: np.ndarray, lung: np.ndarray) -> np.ndarray:
-    """Voxel counts of ``lung`` in each of ``DENSITY_BANDS`` (add slabs together)."""
-    values = hu[lung]
+    """Voxel counts of the interior of ``lung`` (z, y, x) in each of ``DENSITY_BANDS`` (add slabs
+    together). The outermost in-plane voxel layer is left out: at the pleura and the diaphragm it
+    mixes lung with soft tissue (partial volume), and on a thin slab of lung bases it made a third
+    of a healthy lung look dense (docs/QUANTIFICATION.md)."""
+    interior = ndimage.binary_erosion(lung, _IN_PLANE_CROSS)
+    values = hu[interior]
     return np.array([np.count_nonzero((values >= lo) & (values < hi)) for lo, hi in DENSITY_BANDS.values()],
                     np.int64)
 

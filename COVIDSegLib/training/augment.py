@@ -6,6 +6,7 @@ deformation (a coarse random displacement grid, smoothly up-sampled), applied to
 target together (target nearest-neighbour). Intensity: a random re-windowing of the MedSeg
 HU window by +-``window_hu`` at each end (the uncertainty of the HU mapping, docs/INTENSITY.md),
 then gamma. CLAHE on/off is chosen per sample by the data loader (both variants prepared).
+For the lung model, synthetic opacities may first be painted inside the lung (``opacity.py``).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..preprocess.intensity import MEDSEG_WINDOW_HI_HU, MEDSEG_WINDOW_LO_HU
+from .opacity import paint_opacities
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class AugmentConfig:
     window_hu: float = 40.0       # each window end moves uniformly in +-window_hu
     gamma: Tuple[float, float] = (0.8, 1.25)
     clahe: float = 0.0            # probability a sample is shown in its CLAHE variant
+    opacity: float = 0.0          # probability of synthetic opacities in the lung (task lungs: opacity.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,5 +94,7 @@ def intensity(image: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> 
 
 def augment(image: torch.Tensor, target: torch.Tensor, cfg: AugmentConfig,
             gen: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+    if cfg.opacity > 0:
+        image = paint_opacities(image, target, cfg.opacity, gen)
     image, target = spatial(image, target, cfg, gen)
     return intensity(image, cfg, gen), target
