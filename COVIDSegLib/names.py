@@ -5,5 +5,6 @@ DEFAULT_BINARY_MODEL = "covidseg_binary"
 DEFAULT_LUNG_MODEL = "covidseg_lungs"
 INTENSITY_SPACES = ("medseg8", "lung")                      # what a network reads (bundle cards)
 PRECISIONS = ("auto", "fp32", "bf16")                          # predict2d.use_bf16
+DECISIONS = ("argmax", "union")                                # segmenter.InferenceOptions.decision
 SCHEDULES = ("cosine", "exponential", "constant")            # trainer
 ENCODING_NAMES = ("labels", "binary", "medseg-multiclass")   # evaluate.ENCODINGS

@@ -92,14 +92,25 @@ def full_size(probs: np.ndarray, geometries: Sequence[SliceGeometry]) -> List[np
     return [restore(p, g) for p, g in zip(probs, geometries)]
 
 
-def score_slice(prob: np.ndarray, truth: np.ndarray, task: str) -> Dict[str, float]:
+def class_indices(prob: np.ndarray, decision: str = "argmax") -> np.ndarray:
+    """Class index per pixel of probabilities (C, H, W): the most probable class ("argmax"), or
+    ("union") a lesion where the lesion classes together outweigh the background (its probability
+    under 0.5), of the more probable lesion class. The two agree for two-class models."""
+    if decision == "argmax" or prob.shape[0] <= 2:
+        return prob.argmax(axis=0)
+    index = 1 + prob[1:].argmax(axis=0)
+    index[prob[0] >= 0.5] = 0
+    return index
+
+
+def score_slice(prob: np.ndarray, truth: np.ndarray, task: str, decision: str = "argmax") -> Dict[str, float]:
     """Metrics of one full-size probability map (C, y, x) against a class-index mask.
 
     Keys: ``<metric>`` for infection (any class > 0), ``<class>_<metric>`` per class in a
     multi-class task (nan, not computed, where the truth has ``partial_loss.UNION`` pixels), and
-    ``tad`` (Inf-Net's threshold-averaged Dice of the infection map).
+    ``tad`` (Inf-Net's threshold-averaged Dice of the infection map). ``decision``: ``class_indices``.
     """
-    pred = prob.argmax(axis=0)
+    pred = class_indices(prob, decision)
     infection = binary_metrics(pred > 0, truth > 0)
     row = dict(infection)
     row["tad"] = threshold_averaged_dice(1.0 - prob[0], truth > 0)

@@ -25,6 +25,7 @@ from ..io.orientation import from_lps, lps_spacing_zyx, to_lps
 from ..lungs.lung_model import load_lung_model
 from ..lungs.segment import segment_lungs
 from ..models.fold import fold_batchnorm
+from ..names import DECISIONS
 from ..preprocess.intensity import MEDSEG8, resolve_calibration, to_hu, to_medseg8
 from ..preprocess.lung_space import slices_to_lung_space
 from ..preprocess.slice_prep import InputSpec, prepare, restore
@@ -32,7 +33,7 @@ from ..preprocess.transforms import LetterboxInfo, unletterbox
 from ..progress import CancelToken, ProgressCallback, check, no_progress
 from ..volume import Volume
 from .density_split import DensitySplit, split_by_density
-from .predict2d import batch_probabilities, join_batches, pick_device, use_bf16
+from .predict2d import batch_probabilities, class_indices, join_batches, pick_device, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class InferenceOptions:
     # (0.13.0; MedSeg CV unchanged, docs/MODELS.md)
     empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
     keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
+    decision: str = "argmax"         # lesion voxels: "argmax" (the most probable class) or "union" (the
+    # lesion classes together above 0.5, then the more probable of them): the same for two-class models
     classes: str = "density"         # GGO vs consolidation: "density" (the network's infection, each voxel's
     # class from the HU around it: density_split; CV-better than the network's own split) or "model"
 
@@ -61,6 +64,8 @@ class InferenceOptions:
             raise CovidSegError(f"the lung margin must be 0 mm or more, not {self.lung_margin_mm:g}")
         if not self.min_component_mm3 >= 0:
             raise CovidSegError(f"the smallest infection island must be 0 mm^3 or more, not {self.min_component_mm3:g}")
+        if self.decision not in DECISIONS:
+            raise CovidSegError(f"unknown lesion decision {self.decision!r}; choose {', '.join(DECISIONS)}")
         if not 0 <= self.min_inside_share <= 1:
             raise CovidSegError(f"the share inside the lungs must be between 0 and 1, not {self.min_inside_share:g}")
 
@@ -197,14 +202,18 @@ class Segmenter:
                     continue
                 if probs is not None:
                     full = _restore(probabilities[i], geom, outer)
-                    out[z] = self.class_values[full.argmax(axis=0)]
+                    out[z] = self._label_values(full)
                     for index, value in enumerate(self.class_values[1:], start=1):
                         probs[int(value)][z] = np.rint(full[index] * 255.0).astype(np.uint8)
                 else:
                     _, rows, cols = morph.bounding_box(lungs[z][None], margin_px)
-                    out[z][rows, cols] = self.class_values[_restore(probabilities[i], geom, outer, (rows, cols)).argmax(axis=0)]
+                    out[z][rows, cols] = self._label_values(_restore(probabilities[i], geom, outer, (rows, cols)))
             progress(1 + done + len(zs), len(todo) + 2, f"slice {done + len(zs)}/{len(todo)}")
         return out, len(todo)
+
+    def _label_values(self, prob: np.ndarray) -> np.ndarray:
+        """Label values of class probabilities (C, H, W) by ``options.decision``."""
+        return self.class_values[class_indices(prob, self.options.decision)]
 
     def _postprocess(self, infection: np.ndarray, lungs: np.ndarray, spacing: Tuple[float, float, float],
                      margin_px: int) -> np.ndarray:

@@ -63,14 +63,14 @@ def sample_folds(samples: Sequence[Sample], k: int, seed: int = 0) -> List[Tuple
 
 
 def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, device,
-                space: Optional[str] = None) -> List[Dict]:
+                space: Optional[str] = None, decision: str = "argmax") -> List[Dict]:
     """Full-size metric rows (``id`` + metrics) of a model on samples. ``space`` "lung" (the
     card's ``intensity_space``): slices not stored in the lung space (MedSeg's 8-bit window) are
     brought into it and the probabilities back onto their own grid, as ``segment`` does."""
     originals: Dict[str, Tuple[np.ndarray, LetterboxInfo]] = {}
     if space == "lung":
         samples = [_in_lung_space(s, originals) for s in samples]
-    return score_prepared(model, prepare_set(samples, spec), task, device, originals)
+    return score_prepared(model, prepare_set(samples, spec), task, device, originals, decision)
 
 
 def _in_lung_space(sample: Sample, originals: Dict[str, Tuple[np.ndarray, LetterboxInfo]]) -> Sample:
@@ -82,14 +82,16 @@ def _in_lung_space(sample: Sample, originals: Dict[str, Tuple[np.ndarray, Letter
 
 
 def score_prepared(model, data: PreparedSet, task: str, device,
-                   originals: Optional[Dict[str, Tuple[np.ndarray, LetterboxInfo]]] = None) -> List[Dict]:
+                   originals: Optional[Dict[str, Tuple[np.ndarray, LetterboxInfo]]] = None,
+                   decision: str = "argmax") -> List[Dict]:
     """``score_model`` on samples already prepared at the network's input size; ``originals``:
     id -> (mask, letterbox) of slices scored on their own grid rather than the prepared one."""
     probs, _ = forward_probabilities(model, data.images, device)
     rows = []
     for s, p in zip(data.samples, full_size(probs, data.geometries)):
         target, info = (originals or {}).get(s.id, (s.target, None))
-        rows.append({"id": s.id, **score_slice(p if info is None else unletterbox(p, info, order=1), target, task)})
+        rows.append({"id": s.id, **score_slice(p if info is None else unletterbox(p, info, order=1), target, task,
+                                               decision)})
     return rows
 
 
