@@ -34,6 +34,9 @@ def test_healthy_bases_are_not_graded_and_under_one_percent(healthy):
     report, _ = involvement(healthy)
     assert report.grade == "not gradable"  # the apex is not in the scan
     assert report.both_involvement_percent < 1.0
+    # the lung's partial-volume rim is left out of the density figures: no false disagreement
+    assert report.density_percent["well_aerated_-950_-700"] > 80.0
+    assert not any(w.startswith("density") for w in report.warnings)
 
 
 def test_the_margin_rim_is_what_the_inside_share_removes(healthy):
