@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from COVIDSegLib.bundle import ModelBundle  # noqa: E402
 from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter  # noqa: E402
 from COVIDSegLib.models.registry import build_model  # noqa: E402
-from COVIDSegLib.names import DECISIONS, PRECISIONS  # noqa: E402
+from COVIDSegLib.names import DECISIONS, DEFAULT_DECISION, PRECISIONS  # noqa: E402
 from COVIDSegLib.training.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_medseg  # noqa: E402
 from COVIDSegLib.training.metrics import binary_metrics, paired_change, summarise  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig  # noqa: E402
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
     ap.add_argument("--inside-shares", default=f"{InferenceOptions.min_inside_share:g}",
                     help="comma-separated InferenceOptions.min_inside_share values (infection components mostly "
                          "outside the lungs removed; default: segment's, %(default)s)")
-    ap.add_argument("--decision", default="argmax", choices=DECISIONS, help="InferenceOptions.decision (lesion voxels)")
+    ap.add_argument("--decision", default=DEFAULT_DECISION, choices=DECISIONS, help="InferenceOptions.decision (lesion voxels)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
     ap.add_argument("--against", type=Path, help="an earlier --out JSON: pair each variant with its slices there")
     args = ap.parse_args(argv)

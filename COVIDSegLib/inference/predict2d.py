@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import CovidSegError
-from ..names import PRECISIONS
+from ..names import DEFAULT_DECISION, PRECISIONS
 from ..preprocess.slice_prep import SliceGeometry, restore
 from ..training.datasets import TASK_CLASS_NAMES
 from ..training.metrics import binary_metrics, threshold_averaged_dice
@@ -92,7 +92,7 @@ def full_size(probs: np.ndarray, geometries: Sequence[SliceGeometry]) -> List[np
     return [restore(p, g) for p, g in zip(probs, geometries)]
 
 
-def class_indices(prob: np.ndarray, decision: str = "argmax") -> np.ndarray:
+def class_indices(prob: np.ndarray, decision: str = DEFAULT_DECISION) -> np.ndarray:
     """Class index per pixel of probabilities (C, H, W): the most probable class ("argmax"), or
     ("union") a lesion where the lesion classes together outweigh the background (its probability
     under 0.5), of the more probable lesion class. The two agree for two-class models."""
@@ -103,7 +103,7 @@ def class_indices(prob: np.ndarray, decision: str = "argmax") -> np.ndarray:
     return index
 
 
-def score_slice(prob: np.ndarray, truth: np.ndarray, task: str, decision: str = "argmax") -> Dict[str, float]:
+def score_slice(prob: np.ndarray, truth: np.ndarray, task: str, decision: str = DEFAULT_DECISION) -> Dict[str, float]:
     """Metrics of one full-size probability map (C, y, x) against a class-index mask.
 
     Keys: ``<metric>`` for infection (any class > 0), ``<class>_<metric>`` per class in a

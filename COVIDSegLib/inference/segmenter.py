@@ -25,7 +25,7 @@ from ..io.orientation import from_lps, lps_spacing_zyx, to_lps
 from ..lungs.lung_model import load_lung_model
 from ..lungs.segment import segment_lungs
 from ..models.fold import fold_batchnorm
-from ..names import DECISIONS
+from ..names import DECISIONS, DEFAULT_DECISION
 from ..preprocess.intensity import MEDSEG8, resolve_calibration, to_hu, to_medseg8
 from ..preprocess.lung_space import slices_to_lung_space
 from ..preprocess.slice_prep import InputSpec, prepare, restore
@@ -54,8 +54,8 @@ class InferenceOptions:
     # (0.13.0; MedSeg CV unchanged, docs/MODELS.md)
     empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
     keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
-    decision: str = "argmax"         # lesion voxels: "argmax" (the most probable class) or "union" (the
-    # lesion classes together above 0.5, then the more probable of them): the same for two-class models
+    decision: str = DEFAULT_DECISION  # lesion voxels: "union" (the lesion classes together above 0.5, then
+    # the more probable of them; CV-better, docs/MODELS.md) or "argmax": the same for two-class models
     classes: str = "density"         # GGO vs consolidation: "density" (the network's infection, each voxel's
     # class from the HU around it: density_split; CV-better than the network's own split) or "model"
 
@@ -125,8 +125,9 @@ class Segmenter:
         if self.bundle.card["task"] != "multiclass":
             return "none (binary model: infection only)"
         d = self.density_split
-        return "model" if d is None else \
+        split = "model" if d is None else \
             f"density: in-plane {d.median_mm:g} mm median above {d.threshold_hu:g} HU is consolidation"
+        return split if self.options.decision == "argmax" else f"{split}; lesion: GGO + consolidation above 0.5"
 
     @property
     def bf16(self) -> bool:

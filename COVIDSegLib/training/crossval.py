@@ -16,6 +16,7 @@ import torch
 from ..errors import CovidSegError
 from ..inference.predict2d import forward_probabilities, full_size, score_slice
 from ..io.files import write_csv_rows, write_json
+from ..names import DEFAULT_DECISION
 from ..preprocess.slice_prep import InputSpec
 from ..preprocess.transforms import LetterboxInfo, unletterbox
 from ..progress import CancelToken, ProgressCallback, no_progress
@@ -63,7 +64,7 @@ def sample_folds(samples: Sequence[Sample], k: int, seed: int = 0) -> List[Tuple
 
 
 def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, device,
-                space: Optional[str] = None, decision: str = "argmax") -> List[Dict]:
+                space: Optional[str] = None, decision: str = DEFAULT_DECISION) -> List[Dict]:
     """Full-size metric rows (``id`` + metrics) of a model on samples. ``space`` "lung" (the
     card's ``intensity_space``): slices not stored in the lung space (MedSeg's 8-bit window) are
     brought into it and the probabilities back onto their own grid, as ``segment`` does."""
@@ -83,7 +84,7 @@ def _in_lung_space(sample: Sample, originals: Dict[str, Tuple[np.ndarray, Letter
 
 def score_prepared(model, data: PreparedSet, task: str, device,
                    originals: Optional[Dict[str, Tuple[np.ndarray, LetterboxInfo]]] = None,
-                   decision: str = "argmax") -> List[Dict]:
+                   decision: str = DEFAULT_DECISION) -> List[Dict]:
     """``score_model`` on samples already prepared at the network's input size; ``originals``:
     id -> (mask, letterbox) of slices scored on their own grid rather than the prepared one."""
     probs, _ = forward_probabilities(model, data.images, device)
