@@ -27,6 +27,7 @@ from COVIDSegLib.bundle import load_bundle  # noqa: E402
 from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter  # noqa: E402
 from COVIDSegLib.io.files import read_volume  # noqa: E402
 from COVIDSegLib.io.paths import stem_of  # noqa: E402
+from COVIDSegLib.names import DECISIONS  # noqa: E402
 from COVIDSegLib.quantify.measure import quantify  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig  # noqa: E402
 
@@ -42,9 +43,10 @@ def unseen_folds(cv: Path, stem: str) -> list:
     return sorted(folds or {int(r["fold"]) for r in rows})
 
 
-def figures(bundle, path: Path, inside_share: float = InferenceOptions.min_inside_share) -> dict:
+def figures(bundle, path: Path, inside_share: float = InferenceOptions.min_inside_share,
+            decision: str = InferenceOptions.decision) -> dict:
     volume = read_volume(path)
-    seg = Segmenter(bundle, InferenceOptions(device="cpu", min_inside_share=inside_share)).segment(volume)
+    seg = Segmenter(bundle, InferenceOptions(device="cpu", min_inside_share=inside_share, decision=decision)).segment(volume)
     report = quantify(seg.labels, volume)
     return {"involvement_percent": round(report.both_involvement_percent, 2),
             "infection_ml": round(report.both_infection_ml, 2), "lung_ml": round(report.both_lung_ml, 1),
@@ -59,6 +61,8 @@ def main(argv=None) -> int:
     ap.add_argument("--inside-share", type=float, default=InferenceOptions.min_inside_share,
                     help="InferenceOptions.min_inside_share (infection components mostly outside the lungs "
                          "removed; default: segment's, %(default)s)")
+    ap.add_argument("--decision", default=InferenceOptions.decision, choices=DECISIONS,
+                    help="InferenceOptions.decision (lesion voxels; default: segment's, %(default)s)")
     ap.add_argument("--out", type=Path, help="write the JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
@@ -68,11 +72,12 @@ def main(argv=None) -> int:
     for path in args.volumes:
         stem = stem_of(path)
         for cv, cfg in configs.items():
-            runs = {fold: figures(fold_bundle(cv, fold, cfg, "medseg8"), path, share) for fold in unseen_folds(cv, stem)}
+            runs = {fold: figures(fold_bundle(cv, fold, cfg, "medseg8"), path, share, args.decision)
+                    for fold in unseen_folds(cv, stem)}
             mean = sum(r["involvement_percent"] for r in runs.values()) / len(runs)
             out[f"{cv.parent.name}/{stem}"] = {"mean_involvement_percent": round(mean, 2), "folds": runs}
         for name in args.bundle:
-            out[f"{name}/{stem}"] = figures(load_bundle(name), path, share)
+            out[f"{name}/{stem}"] = figures(load_bundle(name), path, share, args.decision)
     for key, value in out.items():
         print(key, json.dumps(value))
     if args.out:
