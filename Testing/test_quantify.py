@@ -141,6 +141,14 @@ def test_density_leaves_out_the_partial_volume_rim():
     assert dense == pytest.approx(100.0 * 32 / (8 * 14 * 2), abs=0.01)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_in_plane_interior_equals_binary_erosion(seed):
+    from COVIDSegLib.quantify.plausibility import _interior_in_plane
+    mask = np.random.default_rng(seed).random((4, 23, 31)) > 0.25
+    expected = ndimage.binary_erosion(mask, ndimage.generate_binary_structure(2, 1)[None])
+    np.testing.assert_array_equal(_interior_in_plane(mask), expected)
+
+
 def test_involvement_below_the_floor_is_graded_none_and_said_so():
     a = two_lungs()
     a[25:27, 5:7, 42:44] = 3    # 8 voxels of the 9600 lung voxels: 0.08 %

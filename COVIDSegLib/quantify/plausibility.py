@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from scipy import ndimage
 
 DENSITY_BANDS: Dict[str, Tuple[float, float]] = {
     "below_-950": (-np.inf, -950.0),
@@ -56,7 +55,17 @@ def coverage(lung_per_slice: np.ndarray, height_mm: np.ndarray, thickness_mm: fl
             "complete": apex and bases}
 
 
-_IN_PLANE_CROSS = ndimage.generate_binary_structure(2, 1)[None]
+def _interior_in_plane(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (z, y, x) without the voxels that have an in-plane face neighbour outside it
+    (beyond the image counts as outside); ``binary_erosion`` with the 2D cross, a few times faster."""
+    inner = mask.copy()
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    inner[:, :, 1:] &= mask[:, :, :-1]
+    inner[:, :, :-1] &= mask[:, :, 1:]
+    inner[:, 0] = inner[:, -1] = False
+    inner[:, :, 0] = inner[:, :, -1] = False
+    return inner
 
 
 def density_counts(hu: np.ndarray, lung: np.ndarray) -> np.ndarray:
@@ -64,8 +73,7 @@ def density_counts(hu: np.ndarray, lung: np.ndarray) -> np.ndarray:
     together). The outermost in-plane voxel layer is left out: at the pleura and the diaphragm it
     mixes lung with soft tissue (partial volume), and on a thin slab of lung bases it made a third
     of a healthy lung look dense (docs/QUANTIFICATION.md)."""
-    interior = ndimage.binary_erosion(lung, _IN_PLANE_CROSS)
-    values = hu[interior]
+    values = hu[_interior_in_plane(lung)]
     return np.array([np.count_nonzero((values >= lo) & (values < hi)) for lo, hi in DENSITY_BANDS.values()],
                     np.int64)
 
