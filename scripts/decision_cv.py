@@ -43,7 +43,8 @@ def main(argv=None) -> int:
         model = fold_bundle(args.runs, fold, cfg, "medseg8").model
         held = [s for s in samples if folds[s.id] == fold]
         for d in DECISIONS:
-            rows[d] += score_model(model, held, InputSpec.from_dict(cfg.input), cfg.task, torch.device("cpu"), decision=d)
+            rows[d] += score_model(model, held, InputSpec.from_dict(cfg.input), cfg.task, torch.device("cpu"),
+                                   decision=d)
     out = {d: summarise([{k: v for k, v in r.items() if k != "id"} for r in rows[d]]) for d in DECISIONS}
     keys = [k for k in ("dice", "GGO_dice", "consolidation_dice") if k in rows[DECISIONS[0]][0]]
     for key in keys:

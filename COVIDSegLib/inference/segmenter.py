@@ -121,7 +121,7 @@ class Segmenter:
 
     @property
     def class_method(self) -> str:
-        """What told GGO from consolidation, for reports."""
+        """What told GGO from consolidation (and, with the union decision, lesion from background), for reports."""
         if self.bundle.card["task"] != "multiclass":
             return "none (binary model: infection only)"
         d = self.density_split
