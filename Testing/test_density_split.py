@@ -61,7 +61,7 @@ def test_segment_classes_density_keeps_the_infection_and_says_so_in_the_report(t
         reports[classes] = json.loads((out / f"{stem_of(ct)}.report.json").read_text())
         import SimpleITK as sitk
         labels[classes] = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{stem_of(ct)}.labels.nii.gz")))
-    assert reports["model"]["class_method"] == "model; lesion: GGO + consolidation above 0.5"
+    assert reports["model"]["class_method"] == "model; lesion: GGO + consolidation at least 0.4"
     assert reports["density"]["class_method"].startswith("density")
     cohort = (tmp_path / "density" / "cohort.csv").read_text()
     assert "class_method" in cohort.splitlines()[0] and "density: in-plane 15 mm" in cohort

@@ -147,10 +147,12 @@ def test_multitask_head_skips_slices_it_calls_empty(tmp_path):
     assert found[10.0] > 0 and found[-10.0] == 0
 
 
-@pytest.mark.parametrize("decision, expected", [("argmax", set()), ("union", {3})])
-def test_lesion_decision_argmax_or_union(tmp_path, decision, expected):
+@pytest.mark.parametrize("decision, threshold, expected", [("argmax", 0.4, set()), ("union", 0.4, {3}),
+                                                       ("union", 0.65, set())])
+def test_lesion_decision_argmax_or_union(tmp_path, decision, threshold, expected):
     """Background 0.40, GGO 0.31, consolidation 0.29 everywhere: argmax says background, the union
-    of the lesion classes (0.60) says lesion, and GGO is the more probable of the two."""
+    of the lesion classes (0.60) says lesion unless the threshold is above 0.60, and GGO is the more
+    probable of the two."""
     from COVIDSegLib.bundle import save_bundle
     from COVIDSegLib.models.registry import build_model
     config = {"name": "unet", "base": 4, "in_channels": 1, "out_channels": 3}
@@ -163,12 +165,14 @@ def test_lesion_decision_argmax_or_union(tmp_path, decision, expected):
             "preprocessing": {"input": {"size": 64, "crop_body": True, "clahe": False}},
             "labels": {"1": {"value": 3, "name": "GGO"}, "2": {"value": 4, "name": "consolidation"}}}
     bundle = load_bundle(save_bundle(model, card, tmp_path, "fixed"))
-    options = InferenceOptions(device="cpu", classes="model", decision=decision, min_component_mm3=0.0,
-                               min_inside_share=0.0)
+    options = InferenceOptions(device="cpu", classes="model", decision=decision, lesion_threshold=threshold,
+                               min_component_mm3=0.0, min_inside_share=0.0)
     labels = Segmenter(bundle, options).segment(read_volume(CT)).labels.array
     assert set(np.unique(labels[labels > 2])) == expected
     with pytest.raises(Exception, match="lesion decision"):
         InferenceOptions(decision="max")
+    with pytest.raises(Exception, match="lesion threshold"):
+        InferenceOptions(lesion_threshold=1.0)
 
 
 def test_binary_model_names_label_3_infection(capsys, tmp_path):

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from COVIDSegLib.bundle import ModelBundle  # noqa: E402
 from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter  # noqa: E402
 from COVIDSegLib.models.registry import build_model  # noqa: E402
-from COVIDSegLib.names import DECISIONS, DEFAULT_DECISION, PRECISIONS  # noqa: E402
+from COVIDSegLib.names import DECISIONS, DEFAULT_DECISION, LESION_THRESHOLD, PRECISIONS  # noqa: E402
 from COVIDSegLib.training.datasets import TASK_CLASS_NAMES, TASK_LABELS, load_medseg  # noqa: E402
 from COVIDSegLib.training.metrics import binary_metrics, paired_change, summarise  # noqa: E402
 from COVIDSegLib.training.trainer import TrainConfig  # noqa: E402
@@ -102,6 +102,8 @@ def main(argv=None) -> int:
                     help="comma-separated InferenceOptions.min_inside_share values (infection components mostly "
                          "outside the lungs removed; default: segment's, %(default)s)")
     ap.add_argument("--decision", default=DEFAULT_DECISION, choices=DECISIONS, help="InferenceOptions.decision (lesion voxels)")
+    ap.add_argument("--lesion-threshold", type=float, default=LESION_THRESHOLD,
+                    help="InferenceOptions.lesion_threshold (union decision)")
     ap.add_argument("--out", type=Path, help="write the summary JSON here")
     ap.add_argument("--against", type=Path, help="an earlier --out JSON: pair each variant with its slices there")
     args = ap.parse_args(argv)
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
                             InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0,
                                              classes=classes, lungs=args.lungs, tta_flip=tta == "flip",
                                              precision=args.precision, min_inside_share=share,
-                                             decision=args.decision))
+                                             decision=args.decision, lesion_threshold=args.lesion_threshold))
             for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
                 rows.append({"id": s.id, **score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id))})

@@ -44,9 +44,11 @@ def unseen_folds(cv: Path, stem: str) -> list:
 
 
 def figures(bundle, path: Path, inside_share: float = InferenceOptions.min_inside_share,
-            decision: str = InferenceOptions.decision) -> dict:
+            decision: str = InferenceOptions.decision, threshold: float = InferenceOptions.lesion_threshold) -> dict:
     volume = read_volume(path)
-    seg = Segmenter(bundle, InferenceOptions(device="cpu", min_inside_share=inside_share, decision=decision)).segment(volume)
+    options = InferenceOptions(device="cpu", min_inside_share=inside_share, decision=decision,
+                               lesion_threshold=threshold)
+    seg = Segmenter(bundle, options).segment(volume)
     report = quantify(seg.labels, volume)
     return {"involvement_percent": round(report.both_involvement_percent, 2),
             "infection_ml": round(report.both_infection_ml, 2), "lung_ml": round(report.both_lung_ml, 1),
@@ -63,6 +65,8 @@ def main(argv=None) -> int:
                          "removed; default: segment's, %(default)s)")
     ap.add_argument("--decision", default=InferenceOptions.decision, choices=DECISIONS,
                     help="InferenceOptions.decision (lesion voxels; default: segment's, %(default)s)")
+    ap.add_argument("--lesion-threshold", type=float, default=InferenceOptions.lesion_threshold,
+                    help="InferenceOptions.lesion_threshold (union decision; default: segment's, %(default)s)")
     ap.add_argument("--out", type=Path, help="write the JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
@@ -72,12 +76,13 @@ def main(argv=None) -> int:
     for path in args.volumes:
         stem = stem_of(path)
         for cv, cfg in configs.items():
-            runs = {fold: figures(fold_bundle(cv, fold, cfg, "medseg8"), path, share, args.decision)
+            runs = {fold: figures(fold_bundle(cv, fold, cfg, "medseg8"), path, share, args.decision,
+                                  args.lesion_threshold)
                     for fold in unseen_folds(cv, stem)}
             mean = sum(r["involvement_percent"] for r in runs.values()) / len(runs)
             out[f"{cv.parent.name}/{stem}"] = {"mean_involvement_percent": round(mean, 2), "folds": runs}
         for name in args.bundle:
-            out[f"{name}/{stem}"] = figures(load_bundle(name), path, share, args.decision)
+            out[f"{name}/{stem}"] = figures(load_bundle(name), path, share, args.decision, args.lesion_threshold)
     for key, value in out.items():
         print(key, json.dumps(value))
     if args.out:

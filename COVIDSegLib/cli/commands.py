@@ -12,7 +12,7 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import Cancelled, CovidSegError, user_message
 from ..jobs.batch import FAILED, BatchRow, format_summary, run_batch
-from ..names import DECISIONS, DEFAULT_DECISION, DEFAULT_MODEL, PRECISIONS
+from ..names import DECISIONS, DEFAULT_DECISION, DEFAULT_MODEL, LESION_THRESHOLD, PRECISIONS
 from ..signals import Terminated
 from .cli_models import add_commands as add_model_commands
 
@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--decision", choices=DECISIONS, default=DEFAULT_DECISION,
                          help="lesion voxels: union (GGO and consolidation together more probable than "
                               "background) or argmax (the single most probable class) (default: %(default)s)")
+    segment.add_argument("--lesion-threshold", type=float, default=LESION_THRESHOLD,
+                         help="with --decision union: GGO + consolidation probability that makes a lesion "
+                              "(default: %(default)s, chosen by cross-validation)")
     segment.add_argument("--min-component-mm3", type=float, default=10.0, help="smaller infection islands are removed (default: %(default)s)")
     segment.add_argument("--min-inside-share", type=float, default=0.25,
                          help="infection components (3D) with less of their volume inside the lung masks are "
@@ -128,7 +131,7 @@ def _inference_options(args: argparse.Namespace):
                             lungs=args.lungs, tta_flip=args.tta, precision=args.precision,
                             lung_margin_mm=args.lung_margin_mm,
                             min_component_mm3=args.min_component_mm3, min_inside_share=args.min_inside_share,
-                            classes=args.classes, decision=args.decision)
+                            classes=args.classes, decision=args.decision, lesion_threshold=args.lesion_threshold)
 
 
 def _worker_count(text: str) -> int:

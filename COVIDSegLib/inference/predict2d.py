@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import CovidSegError
-from ..names import DEFAULT_DECISION, PRECISIONS
+from ..names import DEFAULT_DECISION, LESION_THRESHOLD, PRECISIONS
 from ..preprocess.slice_prep import SliceGeometry, restore
 from ..training.datasets import TASK_CLASS_NAMES
 from ..training.metrics import binary_metrics, threshold_averaged_dice
@@ -92,14 +92,15 @@ def full_size(probs: np.ndarray, geometries: Sequence[SliceGeometry]) -> List[np
     return [restore(p, g) for p, g in zip(probs, geometries)]
 
 
-def class_indices(prob: np.ndarray, decision: str = DEFAULT_DECISION) -> np.ndarray:
+def class_indices(prob: np.ndarray, decision: str = DEFAULT_DECISION,
+                  threshold: float = LESION_THRESHOLD) -> np.ndarray:
     """Class index per pixel of probabilities (C, H, W): the most probable class ("argmax"), or
-    ("union") a lesion where the lesion classes together outweigh the background (its probability
-    under 0.5), of the more probable lesion class. The two agree for two-class models."""
+    ("union") a lesion where the lesion classes together reach ``threshold``, of the more probable
+    lesion class. Two-class models always take the most probable class."""
     if decision == "argmax" or prob.shape[0] <= 2:
         return prob.argmax(axis=0)
     index = 1 + prob[1:].argmax(axis=0)
-    index[prob[0] >= 0.5] = 0
+    index[prob[0] > 1.0 - threshold] = 0
     return index
 
 

@@ -25,7 +25,7 @@ from ..io.orientation import from_lps, lps_spacing_zyx, to_lps
 from ..lungs.lung_model import load_lung_model
 from ..lungs.segment import segment_lungs
 from ..models.fold import fold_batchnorm
-from ..names import DECISIONS, DEFAULT_DECISION
+from ..names import DECISIONS, DEFAULT_DECISION, LESION_THRESHOLD
 from ..preprocess.intensity import MEDSEG8, resolve_calibration, to_hu, to_medseg8
 from ..preprocess.lung_space import slices_to_lung_space
 from ..preprocess.slice_prep import InputSpec, prepare, restore
@@ -54,8 +54,9 @@ class InferenceOptions:
     # (0.13.0; MedSeg CV unchanged, docs/MODELS.md)
     empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
     keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
-    decision: str = DEFAULT_DECISION  # lesion voxels: "union" (the lesion classes together above 0.5, then
-    # the more probable of them; CV-better, docs/MODELS.md) or "argmax": the same for two-class models
+    decision: str = DEFAULT_DECISION  # lesion voxels: "union" (the lesion classes together at least
+    # lesion_threshold, then the more probable of them; CV-better, docs/MODELS.md) or "argmax"
+    lesion_threshold: float = LESION_THRESHOLD  # union only; two-class models take the most probable class
     classes: str = "density"         # GGO vs consolidation: "density" (the network's infection, each voxel's
     # class from the HU around it: density_split; CV-better than the network's own split) or "model"
 
@@ -64,6 +65,8 @@ class InferenceOptions:
             raise CovidSegError(f"the lung margin must be 0 mm or more, not {self.lung_margin_mm:g}")
         if not self.min_component_mm3 >= 0:
             raise CovidSegError(f"the smallest infection island must be 0 mm^3 or more, not {self.min_component_mm3:g}")
+        if not 0 < self.lesion_threshold < 1:
+            raise CovidSegError(f"the lesion threshold must lie between 0 and 1, not {self.lesion_threshold:g}")
         if self.decision not in DECISIONS:
             raise CovidSegError(f"unknown lesion decision {self.decision!r}; choose {', '.join(DECISIONS)}")
         if not 0 <= self.min_inside_share <= 1:
@@ -127,7 +130,8 @@ class Segmenter:
         d = self.density_split
         split = "model" if d is None else \
             f"density: in-plane {d.median_mm:g} mm median above {d.threshold_hu:g} HU is consolidation"
-        return split if self.options.decision == "argmax" else f"{split}; lesion: GGO + consolidation above 0.5"
+        o = self.options
+        return split if o.decision == "argmax" else f"{split}; lesion: GGO + consolidation at least {o.lesion_threshold:g}"
 
     @property
     def bf16(self) -> bool:
@@ -214,7 +218,7 @@ class Segmenter:
 
     def _label_values(self, prob: np.ndarray) -> np.ndarray:
         """Label values of class probabilities (C, H, W) by ``options.decision``."""
-        return self.class_values[class_indices(prob, self.options.decision)]
+        return self.class_values[class_indices(prob, self.options.decision, self.options.lesion_threshold)]
 
     def _postprocess(self, infection: np.ndarray, lungs: np.ndarray, spacing: Tuple[float, float, float],
                      margin_px: int) -> np.ndarray:
