@@ -104,6 +104,21 @@ def erode_inplane(mask: np.ndarray, radius_px: int) -> np.ndarray:
     return out
 
 
+def erode_inplane_cross(mask: np.ndarray) -> np.ndarray:
+    """``mask`` (z, y, x) without the voxels that have an in-plane face neighbour outside it;
+    beyond the image counts as outside (``ndimage.binary_erosion`` with the 2D cross, a few times
+    faster). Unlike ``erode_inplane(mask, 1)``, whose ball is the 3 x 3 square and whose image
+    border counts as inside."""
+    inner = np.array(mask, bool)
+    inner[:, 1:] &= mask[:, :-1]
+    inner[:, :-1] &= mask[:, 1:]
+    inner[:, :, 1:] &= mask[:, :, :-1]
+    inner[:, :, :-1] &= mask[:, :, 1:]
+    inner[:, 0] = inner[:, -1] = False
+    inner[:, :, 0] = inner[:, :, -1] = False
+    return inner
+
+
 def dilate_inplane(mask: np.ndarray, radius_px: int) -> np.ndarray:
     """Binary dilation of a (z, y, x) mask with an in-plane ball (``sitk.BinaryDilate`` with
     radius [r, r, 0]), computed on the mask's bounding box plus the radius."""

@@ -143,10 +143,10 @@ def test_density_leaves_out_the_partial_volume_rim():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_in_plane_interior_equals_binary_erosion(seed):
-    from COVIDSegLib.quantify.plausibility import _interior_in_plane
+    from COVIDSegLib.morphology import erode_inplane_cross
     mask = np.random.default_rng(seed).random((4, 23, 31)) > 0.25
     expected = ndimage.binary_erosion(mask, ndimage.generate_binary_structure(2, 1)[None])
-    np.testing.assert_array_equal(_interior_in_plane(mask), expected)
+    np.testing.assert_array_equal(erode_inplane_cross(mask), expected)
 
 
 def test_involvement_below_the_floor_is_graded_none_and_said_so():

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Network-level CV figures of a MedSeg CV run under each lesion decision (``predict2d.class_indices``):
-every held-out slice scored by the fold model that did not see it, argmax against union, paired
-slice by slice. The whole-chain figures come from ``evaluate_pipeline_cv.py --decision``.
+every held-out slice scored by the fold model that did not see it, argmax against union (at
+``names.LESION_THRESHOLD``; the committed decision_cv.json was run at 0.5, before the threshold was
+chosen), paired slice by slice. The whole-chain figures come from ``evaluate_pipeline_cv.py``.
 
     python scripts/decision_cv.py --runs runs/v1_e40/cv --out docs/training_logs/.../decision_cv.json
 """
