@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from COVIDSegLib.labels import LEFT_LUNG, RIGHT_LUNG
-from COVIDSegLib.lungs.lungs3d import lungs_from_mask
+from COVIDSegLib.lungs.lungs3d import lungs_from_mask, outside_air
 from COVIDSegLib.preprocess.lung_space import SIZE, clahe_opencv, to_lung_space
 from COVIDSegLib.training.crossval import group_kfold
 
@@ -111,6 +111,33 @@ def test_lungs_touching_the_image_edge_are_kept():
         kept = (labels == value) & truth[side][cropped]
         assert kept.sum() >= 0.95 * truth[side][cropped].sum()
         assert (labels == value)[:, :, [0, -1]].any() or (labels == value)[:, [0, -1]].any()
+
+
+def test_air_around_the_body_taken_by_the_mask_is_not_lung():
+    """A mask that also covers a patch of the air beside the body (as the lung model did on a
+    MedSeg slice) keeps the lungs and loses the air, while an emphysematous lung (60 % of it
+    below -950 HU, walled by the chest wall) stays."""
+    hu, mask, truth = chest_with_abdomen()
+    air = np.random.default_rng(1).normal(-1010.0, 50.0, hu[:, :8].shape)
+    hu[:, :8, :] = air  # noisy air in front of the body, joined to the image border
+    patch = (np.arange(30)[:, None, None] >= 5) & (np.arange(80)[None, :, None] < 5) \
+        & (np.abs(np.arange(100) - 50)[None, None, :] < 45)  # as big as half a lung
+    emphysema = truth["left"] & (np.random.default_rng(0).random(hu.shape) < 0.6)
+    hu[emphysema] = -980.0  # mostly pure gas, but enclosed by the chest wall
+    labels = lungs_from_mask(mask | patch, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX)
+    assert not (labels[patch] > 0).any()
+    for side, value in (("right", RIGHT_LUNG), ("left", LEFT_LUNG)):
+        assert (labels[truth[side]] == value).mean() > 0.95, side
+
+
+def test_outside_air_is_the_gas_joined_to_the_border_within_each_slice():
+    hu = np.full((2, 20, 20), 40.0)
+    hu[:, :3] = -1000.0   # around the body
+    hu[:, 8:12, 8:12] = -1000.0  # enclosed gas (bowel, trachea)
+    hu[1, :, 17:] = -1000.0  # slice 1 only: air at the side
+    out = outside_air(hu, -950.0)
+    assert out[:, :3].all() and not out[:, 8:12, 8:12].any()
+    assert out[1, :, 17:].all() and not out[0, 5:, 17:].any()
 
 
 def test_sides_follow_patient_coordinates():

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import ndimage
 
 from COVIDSegLib.quantify.measure import grade, quantify, report_rows, side_of_each_voxel, zone_score
 from COVIDSegLib.quantify.plausibility import Limits
@@ -94,6 +94,33 @@ def test_partial_coverage_is_not_gradable_and_says_why():
     assert "(apex not in the scan)" in quantify(vol(top_only)).grade_word
     one_slice = quantify(vol(a[:1]))
     assert one_slice.grade == "not gradable" and one_slice.coverage["extent_mm"] == 2.0
+
+
+def _chest_hu(a: np.ndarray) -> np.ndarray:
+    """HU for a label map: lungs -850 in tissue, air in front and behind (3 voxels of chest wall
+    between); the image's left and right edges are tissue, 2 voxels from the lungs."""
+    hu = np.full(a.shape, -1000, np.int16)
+    hu[:, 2:18, :] = 40
+    hu[a > 0] = -850
+    return hu
+
+
+def test_lungs_cut_by_the_field_of_view_are_not_gradable_and_say_why():
+    a = whole(two_lungs())
+    hu = _chest_hu(a)
+    plain = quantify(vol(a), image=vol(hu), calibration="hu")
+    assert plain.gradable and plain.coverage["field_cut_outline_percent"] == 0.0 and not plain.coverage["field_cut"]
+    on_border = quantify(vol(a[:, :, 2:]))  # the right lung now touches the image's edge
+    assert not on_border.gradable and on_border.grade == "not gradable"
+    assert on_border.grade_word.startswith("lungs cut by the field of view on 30 slices")
+    assert on_border.warnings[0] == f"not gradable: {on_border.grade_word}"
+    padded = hu.copy()
+    padded[:, :, :2] = -2048  # padding beyond a reconstructed field of view, the lung one voxel away
+    padded[:, 5:15, 2] = -1000
+    a_cut = a.copy()
+    a_cut[:, 5:15, 2] = 0
+    cut = quantify(vol(a_cut), image=vol(padded), calibration="hu")
+    assert cut.coverage["field_cut"] and cut.coverage["field_cut_slices"] == 30 and not cut.gradable
 
 
 def test_zone_without_lung_is_na_not_zero():

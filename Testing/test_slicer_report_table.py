@@ -14,12 +14,12 @@ from COVIDSegSlicer.report_table import REPORT_COLUMNS, make_table, report_to_ta
 
 
 def _report():
-    """Left lung 2x3x10 voxels with 3 GGO + 2 consolidation in its top slice, right lung clear."""
-    labels = np.zeros((8, 4, 40), np.uint8)  # slices 0 and 7 empty: the whole lungs are in the scan
-    labels[1:7, :, :10] = 2      # index x low = patient's right (identity LPS)
-    labels[1:7, :, 30:] = 1
-    labels[6, 0, 30:33] = 3
-    labels[6, 1, 30:32] = 4
+    """Left lung 6x4x10 voxels with 3 GGO + 2 consolidation in its top slice, right lung clear."""
+    labels = np.zeros((8, 8, 44), np.uint8)  # slices 0 and 7 empty: the whole lungs are in the scan
+    labels[1:7, 2:6, 2:12] = 2   # index x low = patient's right (identity LPS); clear of the image edge
+    labels[1:7, 2:6, 32:42] = 1
+    labels[6, 2, 32:35] = 3
+    labels[6, 3, 32:34] = 4
     return quantify(Volume(labels, spacing=(2.0, 2.0, 2.0)))
 
 

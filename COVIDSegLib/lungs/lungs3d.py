@@ -4,7 +4,8 @@ All arrays are in LPS order (z inferior -> superior, y anterior -> posterior, x 
 left). Steps:
 
 1. 3D connected components (face connectivity); pieces under ``min_ml`` dropped.
-2. A component is lung when it is aerated (soft tissue such as kidney or liver is not), not a
+2. A component is lung when it is aerated (soft tissue such as kidney or liver is not), not
+   mostly air around the body (pure gas joined to the image border within its slices), not a
    small pocket of pure gas (bowel, stomach), not tiny next to the largest, and reaches within
    ``max_drop_mm`` of the lungs' top: the abdomen lies below the diaphragm. Before that, gas
    pockets walled by soft tissue and in-plane pieces without aerated voxels are taken out,
@@ -35,6 +36,8 @@ from .. import morphology as morph
 from ..labels import LEFT_LUNG, RIGHT_LUNG
 
 FACE = ndimage.generate_binary_structure(3, 1)  # the six face neighbours
+PLANE = np.zeros((3, 3, 3), bool)  # the four in-plane face neighbours: each slice on its own
+PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,9 @@ def keep_lung_components(mask: np.ndarray, hu: np.ndarray, spacing_zyx: Tuple[fl
         return np.zeros(mask.shape, bool)
     t = component_table(labels, len(sizes), hu, params)
     ok = t["aerated"] >= params.min_aerated
+    gassy = ok & (t["gas"] >= params.gas_share)
+    if gassy.any():
+        ok &= ~outside_components(labels, gassy, hu, params)
     if not ok.any():
         return np.zeros(mask.shape, bool)
     largest = t["voxels"][ok].max()
@@ -125,6 +131,32 @@ def keep_lung_components(mask: np.ndarray, hu: np.ndarray, spacing_zyx: Tuple[fl
         top = t["top"][ok & (t["voxels"] >= params.big_share * largest)].max(initial=t["top"][ok].max())
         ok &= (top - t["top"]) * spacing_zyx[0] <= params.max_drop_mm
     return np.isin(labels, np.flatnonzero(ok) + 1)
+
+
+def outside_air(hu: np.ndarray, gas_hu: float) -> np.ndarray:
+    """Pure gas (below ``gas_hu``) joined to the in-plane image border within its slice: the air
+    around the body and padding beyond the field of view. Lung is walled off from it by the chest
+    wall; bowel gas, the trachea and emphysema are enclosed."""
+    labels, n = ndimage.label(hu < gas_hu, PLANE)
+    border = np.zeros(n + 1, bool)
+    for edge in (labels[:, 0], labels[:, -1], labels[:, :, 0], labels[:, :, -1]):
+        border[edge] = True
+    border[0] = False
+    return border[labels]
+
+
+def outside_components(labels: np.ndarray, candidates: np.ndarray, hu: np.ndarray, params: Lungs3DParams) -> np.ndarray:
+    """Per component 1..n (``candidates``: the mostly-gas ones to test): whether most of its voxels
+    are air around the body (``outside_air``, on the candidates' slices only)."""
+    out = np.zeros(len(candidates), bool)
+    boxes = ndimage.find_objects(labels, len(candidates))
+    zs = [boxes[i][0] for i in np.flatnonzero(candidates)]
+    z = slice(min(s.start for s in zs), max(s.stop for s in zs))
+    part = labels[z]
+    outside = np.bincount(part.ravel(), outside_air(hu[z], params.gas_hu).ravel(), minlength=len(candidates) + 1)[1:]
+    count = np.bincount(part.ravel(), minlength=len(candidates) + 1)[1:]
+    out[candidates] = (outside >= 0.5 * np.maximum(count, 1))[candidates]
+    return out
 
 
 def body_midline_x(hu: np.ndarray, x_mm: np.ndarray, lung: np.ndarray, body_hu: float) -> float:

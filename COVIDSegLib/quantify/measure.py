@@ -38,7 +38,8 @@ from .. import labels as L
 from ..io.orientation import lps_spacing_zyx, patient_coordinate
 from ..preprocess.intensity import to_hu
 from ..volume import Volume
-from .plausibility import DENSITY_BANDS, Limits, coverage, density_counts, density_percent, partial_reason, warnings_for
+from .plausibility import (DENSITY_BANDS, Limits, coverage, density_counts, density_percent, field_edge_outline,
+                           partial_reason, warnings_for, with_field_cut)
 
 SIDES = {"left": L.LEFT_LUNG, "right": L.RIGHT_LUNG}
 ZONES = ("upper", "middle", "lower")
@@ -206,8 +207,8 @@ def quantify(labels: Volume, image: Optional[Volume] = None, calibration: str = 
     pct = 100.0 * both_inf / both_lung if both_lung else 0.0
     scores = [z["score"] for f in lungs.values() for z in f.zones.values()]
     total = None if None in scores else int(sum(scores))
-    cov = coverage(per_slice, height, lps_spacing_zyx(labels)[0])
-    density = _density(labels, image, calibration) if image is not None else None
+    density, (outline, at_edge, cut_slices) = _hu_figures(labels, image, calibration)
+    cov = with_field_cut(coverage(per_slice, height, lps_spacing_zyx(labels)[0]), outline, at_edge, cut_slices, limits)
     warnings = warnings_for({k: f.lung_ml for k, f in lungs.items()}, cov, pct, density, limits)
     code, word = grade(pct, limits.grade_floor_percent)
     if not cov["complete"]:
@@ -219,15 +220,25 @@ def quantify(labels: Volume, image: Optional[Volume] = None, calibration: str = 
                   cov, density)
 
 
-def _density(labels: Volume, image: Volume, calibration: str) -> Dict[str, float]:
+def _hu_figures(labels: Volume, image: Optional[Volume], calibration: str
+                ) -> Tuple[Optional[Dict[str, float]], Tuple[int, int, int]]:
+    """Slab by slab: the lung's HU bands (None without ``image``) and the outline at the edge of
+    the field of view (outline voxels, those at the edge, slices with some)."""
     counts = np.zeros(len(DENSITY_BANDS), np.int64)
+    edge = np.zeros(3, np.int64)
     arr = np.asarray(labels.array)
     for zs in _slabs(len(arr)):
         lung = arr[zs] > 0
-        if lung.any():
-            hu = to_hu(Volume(np.asarray(image.array[zs]), space=image.space, is_slice=image.is_slice), calibration)
-            counts += density_counts(hu.array, lung)
-    return density_percent(counts)
+        if not lung.any():
+            continue
+        hu = None
+        if image is not None:
+            slab = Volume(np.asarray(image.array[zs]), space=image.space, is_slice=image.is_slice)
+            hu = to_hu(slab, calibration).array
+            counts += density_counts(hu, lung)
+        outline, at_edge, cut = field_edge_outline(lung, hu)
+        edge += (outline, at_edge, int(cut.sum()))
+    return (density_percent(counts) if image is not None else None), tuple(int(v) for v in edge)
 
 
 def summary_columns(report: Report) -> Dict[str, object]:

@@ -3,6 +3,10 @@
 * **Coverage**: the cranio-caudal extent of the lungs found, and whether the scan holds the
   apices and the bases (no lung on its most superior / most inferior slice). With partial
   coverage the figures describe what was seen, and no severity grade is given.
+* **Field of view**: lung outline at the edge of the image or of the reconstructed field of view
+  (next to the air around the body or to padding: the chest wall always lies between lung and
+  outside air) means the lungs were cut in-plane; the figures then describe the part in the
+  image, and no severity grade is given either.
 * **Volumes**: each lung within a plausible adult range, left/right ratio, one lung missing.
 * **Density** (HU bands of the lung's interior voxels, ``DENSITY_BANDS``): the share of lung that is
   well aerated, ground-glass-like or consolidation-like by attenuation alone, beside the
@@ -23,6 +27,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import morphology as morph
+from ..lungs.lungs3d import outside_air
+from ..preprocess.lung_space import unpad
 
 DENSITY_BANDS: Dict[str, Tuple[float, float]] = {
     "below_-950": (-np.inf, -950.0),
@@ -41,6 +47,7 @@ class Limits:
     min_height_mm: float = 120.0                      # a whole adult lung is taller
     disagreement_points: float = 25.0                 # |model % - dense-band %| that is "gross"
     grade_floor_percent: float = 1.0                  # involvement below this is graded as none
+    field_cut_percent: float = 1.0                    # lung outline share at the field of view's edge: cut
 
 
 def coverage(lung_per_slice: np.ndarray, height_mm: np.ndarray, thickness_mm: float) -> dict:
@@ -55,6 +62,36 @@ def coverage(lung_per_slice: np.ndarray, height_mm: np.ndarray, thickness_mm: fl
     extent = float(h[has].max() - h[has].min() + thickness_mm)
     return {"extent_mm": round(extent, 1), "apex_in_scan": apex, "bases_in_scan": bases,
             "complete": apex and bases}
+
+
+GAS_HU = -950.0     # pure gas: the air around the body, padding beyond the field of view
+EDGE_OFFSETS = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if 0 < abs(dy) + abs(dx) <= 2]
+
+
+def field_edge_outline(lung: np.ndarray, hu: Optional[np.ndarray] = None) -> Tuple[int, int, np.ndarray]:
+    """(outline voxels, outline voxels at the edge of the field of view, per-slice flag) of
+    ``lung`` (z, y, x; add slabs together). The outline is each slice's outermost lung layer; it is
+    at the edge when it lies on the image border or, with ``hu``, within 2 pixels of the air around
+    the body or of padding (``lungs3d.outside_air`` of the slice with flat padding made air): the
+    lung mask stops one pixel short of pure gas. Slices without pure gas near the outline are not
+    labelled at all (the usual case: lung meets the chest wall)."""
+    outline = lung & ~morph.erode_inplane_cross(lung)
+    edge = np.zeros(lung.shape, bool)
+    edge[:, [0, -1]] = outline[:, [0, -1]]
+    edge[:, :, [0, -1]] |= outline[:, :, [0, -1]]
+    if hu is not None and outline.any():
+        z, y, x = np.nonzero(outline)
+        ny, nx = lung.shape[1:]
+        for k in np.unique(z):
+            plane = unpad(np.asarray(hu[k], np.float32))
+            on = z == k
+            yy, xx = y[on], x[on]
+            near = [(np.clip(yy + dy, 0, ny - 1), np.clip(xx + dx, 0, nx - 1)) for dy, dx in EDGE_OFFSETS]
+            if not any((plane[i, j] < GAS_HU).any() for i, j in near):
+                continue
+            outside = outside_air(plane[None], GAS_HU)[0]
+            edge[k, yy, xx] |= np.logical_or.reduce([outside[i, j] for i, j in near])
+    return int(outline.sum()), int(edge.sum()), edge.any(axis=(1, 2))
 
 
 def density_counts(hu: np.ndarray, lung: np.ndarray) -> np.ndarray:
@@ -72,9 +109,24 @@ def density_percent(counts: np.ndarray) -> Dict[str, float]:
     return {name: round(100.0 * int(c) / total, 2) for name, c in zip(DENSITY_BANDS, counts)}
 
 
+def with_field_cut(cov: dict, outline: int, at_edge: int, slices: int, limits: "Limits") -> dict:
+    """``coverage`` plus the in-plane cut (``field_edge_outline`` counts): complete only when the
+    share of the outline at the field of view's edge stays under ``limits.field_cut_percent``."""
+    percent = round(100.0 * at_edge / outline, 1) if outline else 0.0
+    cut = percent >= limits.field_cut_percent
+    return {**cov, "field_cut": cut, "field_cut_outline_percent": percent, "field_cut_slices": int(slices),
+            "complete": bool(cov["complete"] and not cut)}
+
+
 def partial_reason(cov: dict) -> str:
     missing = [part for part, key in (("apex", "apex_in_scan"), ("bases", "bases_in_scan")) if not cov[key]]
-    return f"partial lung coverage, {cov['extent_mm']:.0f} mm ({' and '.join(missing)} not in the scan)"
+    parts = []
+    if missing:
+        parts.append(f"partial lung coverage, {cov['extent_mm']:.0f} mm ({' and '.join(missing)} not in the scan)")
+    if cov.get("field_cut"):
+        parts.append(f"lungs cut by the field of view on {cov['field_cut_slices']} slices "
+                     f"({cov['field_cut_outline_percent']:.0f} % of their outline at its edge)")
+    return "; ".join(parts)
 
 
 def warnings_for(lung_ml: Dict[str, float], cov: dict, involvement: float,

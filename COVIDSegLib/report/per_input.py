@@ -43,7 +43,8 @@ def write_html(report: Report, path: Path, title: str, meta: dict, overlay: Opti
     cov = report.coverage
     coverage = (f"<p>Lungs found over {cov.get('extent_mm', 0):.0f} mm cranio-caudally; apex in the scan: "
                 f"{'yes' if cov.get('apex_in_scan') else 'no'}, bases in the scan: "
-                f"{'yes' if cov.get('bases_in_scan') else 'no'}.</p>")
+                f"{'yes' if cov.get('bases_in_scan') else 'no'}; lung outline at the edge of the field of view: "
+                f"{cov.get('field_cut_outline_percent', 0):.1f} % ({cov.get('field_cut_slices', 0)} slices).</p>")
     figure = ""
     if overlay is not None and Path(overlay).exists():
         data = base64.b64encode(Path(overlay).read_bytes()).decode("ascii")
