@@ -400,6 +400,24 @@ def test_cli_evaluate_model_on_medseg(trained, medseg_subset, capsys, tmp_path):
     assert {"infection_hd95", "infection_tad"} <= set(rows[0])
 
 
+def test_cli_evaluate_scores_with_the_lesion_decision_asked_for(medseg_subset, capsys, tmp_path):
+    """The shipped multi-class model on real MedSeg slices: an argmax lesion has GGO + consolidation
+    above one half, so the union at 0.3 marks a superset of it (sensitivity never lower, slice by slice)."""
+    figures = {}
+    for name, extra in (("argmax", ["--decision", "argmax"]), ("union", ["--lesion-threshold", "0.3"])):
+        out = tmp_path / f"{name}.json"
+        rc, _, err = run(capsys, "evaluate", "--model", "covidseg_multiclass", "--data", medseg_subset,
+                         "--device", "cpu", *extra, "-o", out)
+        assert rc == 0, err
+        figures[name] = {c["case"]: c["infection_sensitivity"] for c in json.loads(out.read_text())["cases"]}
+    assert all(figures["union"][k] >= figures["argmax"][k] for k in figures["argmax"])
+    assert sum(figures["union"].values()) > sum(figures["argmax"].values())
+    rc, out, err = run(capsys, "evaluate", "--model", "covidseg_multiclass", "--data", medseg_subset,
+                       "--lesion-threshold", "1.5", "-o", tmp_path / "x.json")
+    assert rc != 0 and out == "" and not (tmp_path / "x.json").exists()
+    assert error_lines(err) == ["covidseg: error: the lesion threshold must lie between 0 and 1, not 1.5"]
+
+
 def test_cli_train_cv_larger_than_dataset_is_a_user_error(medseg_subset, tmp_path, capsys):
     rc, _, err = run(capsys, "train", medseg_subset, "-o", tmp_path, "--cv", "20", "--model", "unet",
                      "--model-options", '{"base": 4}', "--size", "32", "--epochs", "1", "-q")

@@ -11,7 +11,7 @@ from typing import List, Optional
 from tqdm import tqdm
 
 from ..errors import CovidSegError
-from ..names import ENCODING_NAMES, SCHEDULES
+from ..names import DECISIONS, DEFAULT_DECISION, ENCODING_NAMES, LESION_THRESHOLD, SCHEDULES
 
 # the libraries behind each command are imported when it runs (fast --help)
 
@@ -52,6 +52,7 @@ def add_commands(sub) -> None:
     ev.add_argument("--model", help="model name or card path (with --data)")
     ev.add_argument("--data", type=Path, help="labelled dataset folder (with --model)")
     ev.add_argument("--device", default="auto")
+    add_decision_arguments(ev, " (with --model)")
     ev.add_argument("-o", "--output", type=Path, help="write rows and summary: .csv or .json")
     ev.set_defaults(run=run_evaluate)
 
@@ -59,6 +60,22 @@ def add_commands(sub) -> None:
     models.add_argument("--architectures", action="store_true", help="list the architecture names instead")
     models.add_argument("--json", action="store_true")
     models.set_defaults(run=run_models)
+
+
+def add_decision_arguments(parser: argparse.ArgumentParser, where: str = "") -> None:
+    """--decision and --lesion-threshold: how a multi-class model's probabilities become lesions."""
+    parser.add_argument("--decision", choices=DECISIONS, default=DEFAULT_DECISION,
+                        help="lesion voxels: union (GGO and consolidation together more probable than "
+                             f"background) or argmax (the single most probable class){where} (default: %(default)s)")
+    parser.add_argument("--lesion-threshold", type=float, default=LESION_THRESHOLD,
+                        help="with --decision union: GGO + consolidation probability that makes a lesion "
+                             "(default: %(default)s, chosen by cross-validation)")
+
+
+def check_lesion_threshold(value: float) -> float:
+    if not 0 < value < 1:
+        raise CovidSegError(f"the lesion threshold must lie between 0 and 1, not {value:g}")
+    return value
 
 
 def _train_config(args: argparse.Namespace):
@@ -133,6 +150,7 @@ def _evaluate_model(args: argparse.Namespace):
     from ..training.crossval import score_model
     from ..training.datasets import class_keyed, infection_only, load_filtered, table_classes
     from ..training.metrics import summarise
+    check_lesion_threshold(args.lesion_threshold)
     device = pick_device(args.device)
     bundle = load_bundle(args.model, device)
     task = bundle.card["task"]
@@ -146,8 +164,9 @@ def _evaluate_model(args: argparse.Namespace):
                   f"(the model {bundle.name}'s card names for them)", file=sys.stderr)
         bundle = scorer
     prep = bundle.card["preprocessing"]
-    rows = [{"case": r.pop("id"), **class_keyed(r, task)} for r in
-            score_model(bundle.model, samples, InputSpec.from_dict(prep["input"]), task, device, intensity_space(bundle.card))]
+    scored = score_model(bundle.model, samples, InputSpec.from_dict(prep["input"]), task, device,
+                         intensity_space(bundle.card), args.decision, args.lesion_threshold)
+    rows = [{"case": r.pop("id"), **class_keyed(r, task)} for r in scored]
     return rows, summarise(rows), table_classes(task), bundle.name
 
 

@@ -12,9 +12,10 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import Cancelled, CovidSegError, user_message
 from ..jobs.batch import FAILED, BatchRow, format_summary, run_batch
-from ..names import DECISIONS, DEFAULT_DECISION, DEFAULT_MODEL, LESION_THRESHOLD, PRECISIONS
+from ..names import DEFAULT_MODEL, PRECISIONS
 from ..signals import Terminated
 from .cli_models import add_commands as add_model_commands
+from .cli_models import add_decision_arguments
 
 # Heavy libraries (torch, MONAI, SimpleITK, nibabel) are imported by the commands that use them,
 # so that --help, --version and usage errors answer at once.
@@ -72,12 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="GGO vs consolidation: density (the model's infection; consolidation where the "
                               "in-plane median of the involved lung is above -350 HU) or the model's own classes "
                               "(default: %(default)s)")
-    segment.add_argument("--decision", choices=DECISIONS, default=DEFAULT_DECISION,
-                         help="lesion voxels: union (GGO and consolidation together more probable than "
-                              "background) or argmax (the single most probable class) (default: %(default)s)")
-    segment.add_argument("--lesion-threshold", type=float, default=LESION_THRESHOLD,
-                         help="with --decision union: GGO + consolidation probability that makes a lesion "
-                              "(default: %(default)s, chosen by cross-validation)")
+    add_decision_arguments(segment)
     segment.add_argument("--min-component-mm3", type=float, default=10.0, help="smaller infection islands are removed (default: %(default)s)")
     segment.add_argument("--min-inside-share", type=float, default=0.25,
                          help="infection components (3D) with less of their volume inside the lung masks are "

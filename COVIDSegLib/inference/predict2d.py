@@ -104,14 +104,16 @@ def class_indices(prob: np.ndarray, decision: str = DEFAULT_DECISION,
     return index
 
 
-def score_slice(prob: np.ndarray, truth: np.ndarray, task: str, decision: str = DEFAULT_DECISION) -> Dict[str, float]:
+def score_slice(prob: np.ndarray, truth: np.ndarray, task: str, decision: str = DEFAULT_DECISION,
+                threshold: float = LESION_THRESHOLD) -> Dict[str, float]:
     """Metrics of one full-size probability map (C, y, x) against a class-index mask.
 
     Keys: ``<metric>`` for infection (any class > 0), ``<class>_<metric>`` per class in a
     multi-class task (nan, not computed, where the truth has ``partial_loss.UNION`` pixels), and
-    ``tad`` (Inf-Net's threshold-averaged Dice of the infection map). ``decision``: ``class_indices``.
+    ``tad`` (Inf-Net's threshold-averaged Dice of the infection map). ``decision``, ``threshold``:
+    ``class_indices``.
     """
-    pred = class_indices(prob, decision)
+    pred = class_indices(prob, decision, threshold)
     infection = binary_metrics(pred > 0, truth > 0)
     row = dict(infection)
     row["tad"] = threshold_averaged_dice(1.0 - prob[0], truth > 0)

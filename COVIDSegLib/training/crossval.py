@@ -16,7 +16,7 @@ import torch
 from ..errors import CovidSegError
 from ..inference.predict2d import forward_probabilities, full_size, score_slice
 from ..io.files import write_csv_rows, write_json
-from ..names import DEFAULT_DECISION
+from ..names import DEFAULT_DECISION, LESION_THRESHOLD
 from ..preprocess.slice_prep import InputSpec
 from ..preprocess.transforms import LetterboxInfo, unletterbox
 from ..progress import CancelToken, ProgressCallback, no_progress
@@ -64,14 +64,15 @@ def sample_folds(samples: Sequence[Sample], k: int, seed: int = 0) -> List[Tuple
 
 
 def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, device,
-                space: Optional[str] = None, decision: str = DEFAULT_DECISION) -> List[Dict]:
+                space: Optional[str] = None, decision: str = DEFAULT_DECISION,
+                threshold: float = LESION_THRESHOLD) -> List[Dict]:
     """Full-size metric rows (``id`` + metrics) of a model on samples. ``space`` "lung" (the
     card's ``intensity_space``): slices not stored in the lung space (MedSeg's 8-bit window) are
     brought into it and the probabilities back onto their own grid, as ``segment`` does."""
     originals: Dict[str, Tuple[np.ndarray, LetterboxInfo]] = {}
     if space == "lung":
         samples = [_in_lung_space(s, originals) for s in samples]
-    return score_prepared(model, prepare_set(samples, spec), task, device, originals, decision)
+    return score_prepared(model, prepare_set(samples, spec), task, device, originals, decision, threshold)
 
 
 def _in_lung_space(sample: Sample, originals: Dict[str, Tuple[np.ndarray, LetterboxInfo]]) -> Sample:
@@ -84,7 +85,7 @@ def _in_lung_space(sample: Sample, originals: Dict[str, Tuple[np.ndarray, Letter
 
 def score_prepared(model, data: PreparedSet, task: str, device,
                    originals: Optional[Dict[str, Tuple[np.ndarray, LetterboxInfo]]] = None,
-                   decision: str = DEFAULT_DECISION) -> List[Dict]:
+                   decision: str = DEFAULT_DECISION, threshold: float = LESION_THRESHOLD) -> List[Dict]:
     """``score_model`` on samples already prepared at the network's input size; ``originals``:
     id -> (mask, letterbox) of slices scored on their own grid rather than the prepared one."""
     probs, _ = forward_probabilities(model, data.images, device)
@@ -92,7 +93,7 @@ def score_prepared(model, data: PreparedSet, task: str, device,
     for s, p in zip(data.samples, full_size(probs, data.geometries)):
         target, info = (originals or {}).get(s.id, (s.target, None))
         rows.append({"id": s.id, **score_slice(p if info is None else unletterbox(p, info, order=1), target, task,
-                                               decision)})
+                                               decision, threshold)})
     return rows
 
 
