@@ -123,6 +123,23 @@ def test_lungs_cut_by_the_field_of_view_are_not_gradable_and_say_why():
     assert cut.coverage["field_cut"] and cut.coverage["field_cut_slices"] == 30 and not cut.gradable
 
 
+@pytest.mark.parametrize("order", ["PSL", "SAR", "RAI"])
+def test_report_does_not_depend_on_the_storage_order(order):
+    """A label map and its CT stored sagittally (or flipped) give the axial report: coverage,
+    zones and density count axial slices whatever the array order (0.15.0 took the stored first
+    axis for the cranio-caudal one: a sagittal basal slab was 3 mm tall and gradable)."""
+    import SimpleITK as sitk
+    a = whole(two_lungs())
+    a[20:30, 5:15, 42:50] = 3
+    hu = _chest_hu(a)
+    axial = quantify(vol(a), image=vol(hu), calibration="hu").to_dict()
+    stored = [sitk.DICOMOrient(vol(x).to_sitk(), order) for x in (a, hu)]
+    other = quantify(Volume.from_sitk(stored[0]), image=Volume.from_sitk(stored[1]), calibration="hu").to_dict()
+    assert other == axial
+    partial = quantify(Volume.from_sitk(sitk.DICOMOrient(vol(two_lungs()).to_sitk(), order)))
+    assert partial.grade == "not gradable" and partial.coverage["extent_mm"] == 60.0
+
+
 def test_zone_without_lung_is_na_not_zero():
     a = whole(two_lungs())
     a[:, :, :20] = 0  # no right lung at all

@@ -14,7 +14,7 @@ from COVIDSegLib.bundle import load_bundle
 from COVIDSegLib.cli.commands import main
 from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
 from COVIDSegLib.io.files import read_seg_nrrd, read_volume
-from COVIDSegLib.io.orientation import from_lps, to_lps
+from COVIDSegLib.io.orientation import from_lps, lps_view, orient_lps, to_lps
 from COVIDSegLib.io.paths import stem_of
 from COVIDSegLib.training.metrics import binary_metrics
 
@@ -237,6 +237,10 @@ def test_to_lps_views_equal_dicomorient(seed):
     np.testing.assert_array_equal(lps, expected)
     assert np.shares_memory(lps, array)
     np.testing.assert_array_equal(from_lps(lps, volume), array)
+    view, oriented = lps_view(volume), orient_lps(volume)  # the same, with the geometry
+    assert np.shares_memory(view.array, array) and np.array_equal(view.array, oriented.array)
+    for key in ("spacing", "origin", "direction"):
+        np.testing.assert_allclose(getattr(view, key), getattr(oriented, key), atol=1e-9)
 
 
 def test_cli_batch_summary_table(capsys, tmp_path):

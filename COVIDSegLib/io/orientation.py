@@ -4,6 +4,7 @@ patient-right -> patient-left, slices inferior -> superior). Permutes/flips only
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from functools import lru_cache
 from typing import Tuple
 
@@ -44,6 +45,26 @@ def from_lps(array: np.ndarray, volume: Volume) -> np.ndarray:
     """Inverse of ``to_lps`` (also a view): an LPS-ordered array back onto the volume's grid."""
     perm, flips = _lps_axes(tuple(volume.direction))
     return np.asarray(array)[_flip_index(flips)].transpose(np.argsort(perm))
+
+
+def lps_view(volume: Volume) -> Volume:
+    """``orient_lps(volume)`` without copying the voxels: the array is ``to_lps``'s view, the
+    geometry the one ``sitk.DICOMOrient(.., "LPS")`` gives (tested equal)."""
+    perm, flips = _lps_axes(tuple(volume.direction))
+    d, shape = volume.direction_matrix, volume.array.shape
+    first = np.zeros(3)  # stored (x, y, z) index of the LPS grid's first voxel
+    spacing, columns = [], []
+    for lps_xyz in range(3):
+        axis = perm[2 - lps_xyz]  # stored numpy axis behind this LPS axis
+        flip = flips[2 - lps_xyz]
+        if flip:
+            first[2 - axis] = shape[axis] - 1
+        spacing.append(float(volume.spacing[2 - axis]))
+        columns.append((-1.0 if flip else 1.0) * d[:, 2 - axis])
+    origin = np.asarray(volume.origin, float) + d @ (np.asarray(volume.spacing, float) * first)
+    return replace(volume, array=to_lps(volume.array, volume), spacing=tuple(spacing),
+                   origin=tuple(float(o) for o in origin),
+                   direction=tuple(float(v) for v in np.stack(columns, axis=1).ravel()))
 
 
 def orient_lps(volume: Volume) -> Volume:

@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import labels as L
-from ..io.orientation import lps_spacing_zyx, patient_coordinate
+from ..io.orientation import lps_spacing_zyx, lps_view, patient_coordinate
 from ..preprocess.intensity import to_hu
 from ..volume import Volume
 from .plausibility import (DENSITY_BANDS, Limits, coverage, density_counts, density_percent, field_edge_outline,
@@ -119,7 +119,7 @@ def _midline(labels: Volume) -> Optional[float]:
     arr = np.asarray(labels.array)
     lo, hi = {}, {}  # extremes of x per class: "left", "right", "infection"
     for zs in _slabs(len(arr)):
-        a = arr[zs]
+        a = np.ascontiguousarray(arr[zs])  # LPS views may be flipped: one copy per slab
         x = np.broadcast_to(patient_coordinate(labels, 0, zs), a.shape)
         for key, mask in (("left", a == L.LEFT_LUNG), ("right", a == L.RIGHT_LUNG), ("infection", a >= L.GGO)):
             if mask.any():
@@ -154,7 +154,7 @@ def _counts_per_slice(labels: Volume) -> Dict[str, Dict[str, np.ndarray]]:
     midline = _midline(labels)
     counts = {name: {k: np.zeros(len(arr), np.int64) for k in ("lung", "ggo", "cons")} for name in SIDES}
     for zs in _slabs(len(arr)):
-        a = arr[zs]
+        a = np.ascontiguousarray(arr[zs])
         side = _sides(a, patient_coordinate(labels, 0, zs), midline)
         for name, value in SIDES.items():
             in_lung = side == value
@@ -190,7 +190,10 @@ def quantify(labels: Volume, image: Optional[Volume] = None, calibration: str = 
              limits: Limits = Limits()) -> Report:
     """The report of a label map (values 0-4) with its geometry. With ``image`` (the CT the
     labels belong to) the lung's HU bands are added; ``plausibility`` decides the warnings and
-    whether a grade may be given (never from partial lung coverage)."""
+    whether a grade may be given (never from partial lung coverage). Any storage order: the
+    counting runs over axial slices (LPS views, no copy)."""
+    labels = lps_view(labels)
+    image = lps_view(image) if image is not None else None
     voxel_ml = labels.voxel_volume_ml
     height = np.broadcast_to(patient_coordinate(labels, 2), labels.shape)[:, 0, 0]  # per slice, at its first voxel
     lungs: Dict[str, LungFigures] = {}
@@ -228,12 +231,12 @@ def _hu_figures(labels: Volume, image: Optional[Volume], calibration: str
     edge = np.zeros(3, np.int64)
     arr = np.asarray(labels.array)
     for zs in _slabs(len(arr)):
-        lung = arr[zs] > 0
+        lung = np.ascontiguousarray(arr[zs]) > 0
         if not lung.any():
             continue
         hu = None
         if image is not None:
-            slab = Volume(np.asarray(image.array[zs]), space=image.space, is_slice=image.is_slice)
+            slab = Volume(np.ascontiguousarray(image.array[zs]), space=image.space, is_slice=image.is_slice)
             hu = to_hu(slab, calibration).array
             counts += density_counts(hu, lung)
         outline, at_edge, cut = field_edge_outline(lung, hu)
