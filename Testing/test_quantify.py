@@ -12,6 +12,9 @@ from COVIDSegLib.quantify.plausibility import Limits
 from COVIDSegLib.volume import Volume
 
 IDENTITY = (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)
+# The phantoms' lungs are millilitres tall and small: their grading arithmetic is tested without
+# the adult-size check (``not_gradable_reason``), which has its own test.
+PHANTOM = Limits(lung_ml=(0.0, 5000.0), min_height_mm=0.0)
 
 
 def two_lungs(z: int = 30) -> np.ndarray:
@@ -34,7 +37,7 @@ def test_volumes_and_involvement_are_exact():
     a = two_lungs()
     a[20:30, 5:15, 42:50] = 3   # GGO in the left lung's top 10 slices: 800 voxels
     a[0:5, 5:15, 2:10] = 4      # consolidation in the right lung's bottom 5 slices: 400 voxels
-    r = quantify(vol(whole(a)))
+    r = quantify(vol(whole(a)), limits=PHANTOM)
     voxel = 0.5 * 0.5 * 2.0 / 1000
     assert r.voxel_ml == pytest.approx(voxel)
     assert r.lungs["left"].lung_ml == pytest.approx(30 * 10 * 16 * voxel)
@@ -49,11 +52,11 @@ def test_zones_follow_physical_height_not_array_order():
     a = two_lungs()
     a[20:30, 5:15, 42:58] = 3   # the whole top third (by index) of the left lung
     a = whole(a)
-    up = quantify(vol(a))
+    up = quantify(vol(a), limits=PHANTOM)
     assert up.lungs["left"].zones["upper"]["involvement_percent"] == pytest.approx(100.0)
     assert up.lungs["left"].zones["lower"]["involvement_percent"] == 0
     flipped_z = (1.0, 0, 0, 0, 1.0, 0, 0, 0, -1.0)  # index z now runs downwards
-    down = quantify(vol(a, direction=flipped_z))
+    down = quantify(vol(a, direction=flipped_z), limits=PHANTOM)
     assert down.lungs["left"].zones["lower"]["involvement_percent"] == pytest.approx(100.0)
     assert down.lungs["left"].zones["upper"]["score"] == 0
     assert up.total_severity_score == down.total_severity_score == 5
@@ -75,7 +78,7 @@ def test_empty_and_healthy_maps():
     r = quantify(vol(np.zeros((3, 8, 8), np.uint8)))
     assert r.both_lung_ml == 0 and r.grade == "not gradable" and r.total_severity_score is None
     assert "left lung not found" in r.warnings and "right lung not found" in r.warnings
-    r = quantify(vol(whole(two_lungs())))
+    r = quantify(vol(whole(two_lungs())), limits=PHANTOM)
     assert r.both_involvement_percent == 0 and r.grade == "CT-0" and r.gradable
     assert {row["region"] for row in report_rows(r)} >= {"left lung", "right upper", "both lungs"}
 
@@ -108,7 +111,7 @@ def _chest_hu(a: np.ndarray) -> np.ndarray:
 def test_lungs_cut_by_the_field_of_view_are_not_gradable_and_say_why():
     a = whole(two_lungs())
     hu = _chest_hu(a)
-    plain = quantify(vol(a), image=vol(hu), calibration="hu")
+    plain = quantify(vol(a), image=vol(hu), calibration="hu", limits=PHANTOM)
     assert plain.gradable and plain.coverage["field_cut_outline_percent"] == 0.0 and not plain.coverage["field_cut"]
     on_border = quantify(vol(a[:, :, 2:]))  # the right lung now touches the image's edge
     assert not on_border.gradable and on_border.grade == "not gradable"
@@ -140,6 +143,31 @@ def test_report_does_not_depend_on_the_storage_order(order):
     assert partial.grade == "not gradable" and partial.coverage["extent_mm"] == 60.0
 
 
+def test_lungs_too_small_for_a_whole_chest_are_not_graded():
+    """Apex and bases in the scan, but lungs of 2.4 mL, 60 mm tall: not a whole adult chest (or
+    the lungs were not all found), so no grade; the volume warnings stay."""
+    r = quantify(vol(whole(two_lungs())))
+    assert not r.gradable and r.total_severity_score is None
+    assert r.grade_word == ("lungs too small for a whole adult chest "
+                            "(lung height 60 mm, left lung 2 mL, right lung 2 mL)")
+    assert r.warnings[0] == f"not gradable: {r.grade_word}"
+    assert any("outside the plausible adult range" in w for w in r.warnings[1:])
+
+
+def test_blank_padding_slices_do_not_put_the_apex_in_the_scan():
+    """A slice of one flat value (padding, e.g. from resampling past the last slice) above the
+    lungs shows nothing of the patient: the apex is not known to be in the scan."""
+    a = whole(two_lungs())
+    hu = _chest_hu(a)
+    assert quantify(vol(a), image=vol(hu), calibration="hu", limits=PHANTOM).gradable
+    for pad in (-1024, -2048, 0):
+        blank = hu.copy()
+        blank[-1] = pad
+        r = quantify(vol(a), image=vol(blank), calibration="hu", limits=PHANTOM)
+        assert not r.gradable and r.grade_word == "partial lung coverage, 60 mm (apex not in the scan)", pad
+    assert quantify(vol(a), limits=PHANTOM).gradable  # labels alone: an empty slice is all there is to go by
+
+
 def test_zone_without_lung_is_na_not_zero():
     a = whole(two_lungs())
     a[:, :, :20] = 0  # no right lung at all
@@ -150,7 +178,7 @@ def test_zone_without_lung_is_na_not_zero():
 
 
 def test_implausible_volumes_and_ratio_are_warned():
-    r = quantify(vol(whole(two_lungs())))  # two lungs of 4.8 mL, 60 mm tall
+    r = quantify(vol(whole(two_lungs())))  # two lungs of 2.4 mL, 60 mm tall
     assert any("outside the plausible adult range" in w for w in r.warnings)
     assert any("short for an adult chest" in w for w in r.warnings)
     a = whole(two_lungs())
@@ -196,12 +224,12 @@ def test_in_plane_interior_equals_binary_erosion(seed):
 def test_involvement_below_the_floor_is_graded_none_and_said_so():
     a = two_lungs()
     a[25:27, 5:7, 42:44] = 3    # 8 voxels of the 9600 lung voxels: 0.08 %
-    r = quantify(vol(whole(a)))
+    r = quantify(vol(whole(a)), limits=PHANTOM)
     assert r.both_involvement_percent == pytest.approx(100 * 8 / 9600)
     assert r.grade == "CT-0" and "floor" in r.grade_word and "0.08 % marked" in r.grade_word
     assert r.total_severity_score == 0 and r.lungs["left"].zones["upper"]["involvement_percent"] > 0
     assert any("grading floor" in w for w in r.warnings)
-    strict = quantify(vol(whole(a)), limits=Limits(grade_floor_percent=0.0))
+    strict = quantify(vol(whole(a)), limits=Limits(lung_ml=(0.0, 5000.0), min_height_mm=0.0, grade_floor_percent=0.0))
     assert strict.grade == "CT-1" and strict.total_severity_score == 1
     assert not any("floor" in w for w in strict.warnings)
 
@@ -229,7 +257,7 @@ def test_grade_cut_offs(pct, code):
 def test_involvement_matches_the_painted_fraction(width, height, pixel, thickness):
     a = two_lungs()
     a[30 - height:, 5:15, 42:42 + width] = 3
-    r = quantify(vol(whole(a), spacing=(pixel, pixel, thickness)))
+    r = quantify(vol(whole(a), spacing=(pixel, pixel, thickness)), limits=PHANTOM)
     assert r.lungs["left"].involvement_percent == pytest.approx(100.0 * height * width / (30 * 16))
     assert r.lungs["left"].lung_ml == pytest.approx(4800 * pixel * pixel * thickness / 1000)
     assert 0 <= r.total_severity_score <= 30

@@ -9,6 +9,7 @@ pytest.importorskip("slicer", reason="PyPI slicer-core (the test extra) is not i
 import vtk  # noqa: E402
 
 from COVIDSegLib.quantify.measure import quantify  # noqa: E402
+from COVIDSegLib.quantify.plausibility import Limits  # noqa: E402
 from COVIDSegLib.volume import Volume  # noqa: E402
 from COVIDSegSlicer.report_table import REPORT_COLUMNS, make_table, report_to_table  # noqa: E402
 
@@ -20,7 +21,8 @@ def _report():
     labels[1:7, 2:6, 32:42] = 1
     labels[6, 2, 32:35] = 3
     labels[6, 3, 32:34] = 4
-    return quantify(Volume(labels, spacing=(2.0, 2.0, 2.0)))
+    tiny_lungs_graded = Limits(lung_ml=(0.0, 1.0), min_height_mm=0.0)  # graded, and warned as too large
+    return quantify(Volume(labels, spacing=(2.0, 2.0, 2.0)), limits=tiny_lungs_graded)
 
 
 def _table_rows(node):
@@ -51,7 +53,7 @@ def test_table_holds_the_reports_figures(slicer_env):
     assert math.isnan(values(grade_row)[0]) and values(grade_row)[2] == int(report.grade[-1])
     assert rows["Lung volume"][3].ToString() == "mL" and rows["Involvement"][3].ToString() == "%"
     assert node.GetAttribute("COVIDSeg.grade") == report.grade
-    warning_rows = [m for m in rows if m.startswith("Warning: ")]  # tiny lungs: implausible volumes
+    warning_rows = [m for m in rows if m.startswith("Warning: ")]  # lungs over the test's 1 mL limit
     assert warning_rows == [f"Warning: {w}" for w in report.warnings] and warning_rows
 
 

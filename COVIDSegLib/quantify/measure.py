@@ -39,7 +39,7 @@ from ..io.orientation import lps_spacing_zyx, lps_view, patient_coordinate
 from ..preprocess.intensity import to_hu
 from ..volume import Volume
 from .plausibility import (DENSITY_BANDS, Limits, coverage, density_counts, density_percent, field_edge_outline,
-                           partial_reason, warnings_for, with_field_cut)
+                           holds_patient, not_gradable_reason, warnings_for, with_field_cut)
 
 SIDES = {"left": L.LEFT_LUNG, "right": L.RIGHT_LUNG}
 ZONES = ("upper", "middle", "lower")
@@ -210,38 +210,44 @@ def quantify(labels: Volume, image: Optional[Volume] = None, calibration: str = 
     pct = 100.0 * both_inf / both_lung if both_lung else 0.0
     scores = [z["score"] for f in lungs.values() for z in f.zones.values()]
     total = None if None in scores else int(sum(scores))
-    density, (outline, at_edge, cut_slices) = _hu_figures(labels, image, calibration)
-    cov = with_field_cut(coverage(per_slice, height, lps_spacing_zyx(labels)[0]), outline, at_edge, cut_slices, limits)
+    density, (outline, at_edge, cut_slices), imaged = _hu_figures(labels, image, calibration)
+    cov = coverage(per_slice, height, lps_spacing_zyx(labels)[0], imaged)
+    cov = with_field_cut(cov, outline, at_edge, cut_slices, limits)
     warnings = warnings_for({k: f.lung_ml for k, f in lungs.items()}, cov, pct, density, limits)
     code, word = grade(pct, limits.grade_floor_percent)
-    if not cov["complete"]:
-        code, word, total = NOT_GRADABLE, partial_reason(cov), None
+    reason = not_gradable_reason({k: f.lung_ml for k, f in lungs.items()}, cov, limits)
+    if reason:
+        code, word, total = NOT_GRADABLE, reason, None
         for f in lungs.values():
             for z in f.zones.values():
                 z["involvement_percent"] = z["score"] = None
-    return Report(lungs, both_lung, both_inf, pct, total, code, word, voxel_ml, cov["complete"], warnings,
+    return Report(lungs, both_lung, both_inf, pct, total, code, word, voxel_ml, reason is None, warnings,
                   cov, density)
 
 
 def _hu_figures(labels: Volume, image: Optional[Volume], calibration: str
-                ) -> Tuple[Optional[Dict[str, float]], Tuple[int, int, int]]:
-    """Slab by slab: the lung's HU bands (None without ``image``) and the outline at the edge of
-    the field of view (outline voxels, those at the edge, slices with some)."""
+                ) -> Tuple[Optional[Dict[str, float]], Tuple[int, int, int], Optional[np.ndarray]]:
+    """Slab by slab: the lung's HU bands, the outline at the edge of the field of view (outline
+    voxels, those at the edge, slices with some) and which slices show the patient; without
+    ``image`` no bands, the image border only, and None."""
     counts = np.zeros(len(DENSITY_BANDS), np.int64)
     edge = np.zeros(3, np.int64)
     arr = np.asarray(labels.array)
+    imaged = None if image is None else np.zeros(len(arr), bool)
     for zs in _slabs(len(arr)):
         lung = np.ascontiguousarray(arr[zs]) > 0
-        if not lung.any():
-            continue
         hu = None
         if image is not None:
             slab = Volume(np.ascontiguousarray(image.array[zs]), space=image.space, is_slice=image.is_slice)
             hu = to_hu(slab, calibration).array
+            imaged[zs] = holds_patient(hu)
+        if not lung.any():
+            continue
+        if hu is not None:
             counts += density_counts(hu, lung)
         outline, at_edge, cut = field_edge_outline(lung, hu)
         edge += (outline, at_edge, int(cut.sum()))
-    return (density_percent(counts) if image is not None else None), tuple(int(v) for v in edge)
+    return (density_percent(counts) if image is not None else None), tuple(int(v) for v in edge), imaged
 
 
 def summary_columns(report: Report) -> Dict[str, object]:

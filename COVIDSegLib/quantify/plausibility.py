@@ -50,18 +50,30 @@ class Limits:
     field_cut_percent: float = 1.0                    # lung outline share at the field of view's edge: cut
 
 
-def coverage(lung_per_slice: np.ndarray, height_mm: np.ndarray, thickness_mm: float) -> dict:
+def coverage(lung_per_slice: np.ndarray, height_mm: np.ndarray, thickness_mm: float,
+             imaged: Optional[np.ndarray] = None) -> dict:
     """Extent and completeness from per-slice lung voxel counts and each slice's height (mm,
-    superior positive, any slice order)."""
+    superior positive, any slice order). The apex (bases) is in the scan when a slice above
+    (below) the lungs holds no lung; with ``imaged`` (per slice: does it hold the patient,
+    ``holds_patient``), that slice must also show the patient: a blank slice of padding says
+    nothing about the lung beyond it."""
     has = np.asarray(lung_per_slice) > 0
     if not has.any():
         return {"extent_mm": 0.0, "apex_in_scan": False, "bases_in_scan": False, "complete": False}
     h = np.asarray(height_mm, float)
-    top, bottom = int(np.argmax(h)), int(np.argmin(h))
-    apex, bases = bool(not has[top]) and len(h) > 1, bool(not has[bottom]) and len(h) > 1
-    extent = float(h[has].max() - h[has].min() + thickness_mm)
+    seen = np.ones(len(h), bool) if imaged is None else np.asarray(imaged, bool)
+    top, bottom = h[has].max(), h[has].min()
+    apex, bases = bool((seen & (h > top)).any()), bool((seen & (h < bottom)).any())
+    extent = float(top - bottom + thickness_mm)
     return {"extent_mm": round(extent, 1), "apex_in_scan": apex, "bases_in_scan": bases,
             "complete": apex and bases}
+
+
+def holds_patient(hu: np.ndarray, tissue_hu: float = -500.0) -> np.ndarray:
+    """Per slice of ``hu`` (z, y, x): whether it shows the patient, i.e. is not one flat value
+    (a slice of padding) and has tissue (above ``tissue_hu``) somewhere."""
+    flat = hu.reshape(len(hu), -1)
+    return (flat.min(axis=1) < flat.max(axis=1)) & (flat > tissue_hu).any(axis=1)
 
 
 GAS_HU = -950.0     # pure gas: the air around the body, padding beyond the field of view
@@ -129,12 +141,24 @@ def partial_reason(cov: dict) -> str:
     return "; ".join(parts)
 
 
+def not_gradable_reason(lung_ml: Dict[str, float], cov: dict, limits: Limits = Limits()) -> Optional[str]:
+    """Why no grade may be given, or None: partial coverage (``partial_reason``), or lungs that
+    a scan of the whole chest cannot hold (shorter than ``min_height_mm``, a lung found under the
+    adult range): then the lungs were not all found, or the scan is not a whole adult chest."""
+    if not cov["complete"]:
+        return partial_reason(cov)
+    small = [f"lung height {cov['extent_mm']:.0f} mm"] if cov["extent_mm"] < limits.min_height_mm else []
+    small += [f"{side} lung {ml:.0f} mL" for side, ml in lung_ml.items() if 0 < ml < limits.lung_ml[0]]
+    return f"lungs too small for a whole adult chest ({', '.join(small)})" if small else None
+
+
 def warnings_for(lung_ml: Dict[str, float], cov: dict, involvement: float,
                  density: Optional[Dict[str, float]], limits: Limits = Limits()) -> List[str]:
     """One-line warnings (module docstring); the first says why a report is not gradable."""
     out: List[str] = []
-    if not cov["complete"]:
-        out.append(f"not gradable: {partial_reason(cov)}")
+    reason = not_gradable_reason(lung_ml, cov, limits)
+    if reason:
+        out.append(f"not gradable: {reason}")
     found = {side: ml for side, ml in lung_ml.items() if ml > 0}
     for side in lung_ml:
         if side not in found:
@@ -150,7 +174,7 @@ def warnings_for(lung_ml: Dict[str, float], cov: dict, involvement: float,
                 out.append(f"right/left lung volume ratio {ratio:.2f} is far from normal (about 1.1)")
         if cov["extent_mm"] < limits.min_height_mm:
             out.append(f"lung height {cov['extent_mm']:.0f} mm is short for an adult chest")
-    if cov["complete"] and 0 < involvement < limits.grade_floor_percent:
+    if reason is None and 0 < involvement < limits.grade_floor_percent:
         out.append(f"{involvement:.2f} % of lung marked, below the {limits.grade_floor_percent:g} % grading "
                    "floor: graded CT-0; look at the overlay")
     if density is not None and found:
