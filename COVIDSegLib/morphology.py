@@ -39,14 +39,22 @@ def small_components(mask: np.ndarray, min_voxels: int) -> np.ndarray:
 
 
 def components_to_remove(mask: np.ndarray, min_voxels: int = 1, inside: Optional[np.ndarray] = None,
-                         min_share: float = 0.0) -> np.ndarray:
+                         min_share: float = 0.0, aerated: Optional[np.ndarray] = None,
+                         airless: Tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Voxels of the face-connected components of ``mask`` smaller than ``min_voxels`` or, with
-    ``inside``, with less than ``min_share`` of their voxels in it; one labelling for both."""
+    ``inside``, with less than ``min_share`` of their voxels in it, or, with ``aerated`` too, with
+    less than ``airless[0]`` of their voxels aerated and less than ``airless[1]`` inside; one
+    labelling for all."""
     labels, n = _face_labels(mask)
     total = np.bincount(labels.ravel(), minlength=n + 1)
     remove = total < min_voxels
-    if inside is not None and min_share > 0:
-        remove |= np.bincount(labels[inside], minlength=n + 1) < min_share * total
+    if inside is not None:
+        in_count = np.bincount(labels[inside], minlength=n + 1)
+        if min_share > 0:
+            remove |= in_count < min_share * total
+        if aerated is not None and airless[0] > 0 and airless[1] > 0:
+            air_count = np.bincount(labels[aerated], minlength=n + 1)
+            remove |= (air_count < airless[0] * total) & (in_count < airless[1] * total)
     remove[0] = False
     return remove[labels]
 

@@ -46,6 +46,7 @@ class FakeSegmenter:
 
     lung_method: str = "training-free (classic)"
     class_method: str = "model"
+    postprocessing: dict = field(default_factory=dict)
 
     @property
     def bundle(self) -> FakeBundle:

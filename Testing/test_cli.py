@@ -312,3 +312,14 @@ def test_a_batch_of_finished_inputs_loads_no_model(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout + done.stderr
     assert "skipped" in done.stdout
+
+
+def test_segment_defaults_are_the_inference_defaults(tmp_path):
+    """`covidseg segment` with no options runs the pipeline the docs measured (InferenceOptions)."""
+    from COVIDSegLib.cli.commands import _inference_options, build_parser
+    from COVIDSegLib.inference.segmenter import InferenceOptions
+    args = build_parser().parse_args(["segment", "x.nii.gz", "-o", str(tmp_path)])
+    given, defaults = _inference_options(args), InferenceOptions()
+    for name in ("min_component_mm3", "min_inside_share", "airless_inside_share", "decision", "lesion_threshold",
+                 "classes", "lung_margin_mm", "precision", "lungs", "tta_flip", "batch_size"):
+        assert getattr(given, name) == getattr(defaults, name), name

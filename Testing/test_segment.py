@@ -87,6 +87,9 @@ def test_cli_segment_outputs_and_resume(capsys, tmp_path):
     assert_same_geometry(labels, read_volume(CT))
     report = json.loads((tmp_path / f"{stem}.report.json").read_text())
     assert report["model"] == MODEL and report["grade"] == "not gradable"  # 2 mm of lung: partial coverage
+    assert report["postprocessing"] == {"lung_margin_mm": 5.0, "min_component_mm3": 10.0, "min_inside_share": 0.25,
+                                        "airless_inside_share": 0.5, "lesion_decision": "union",
+                                        "lesion_threshold": 0.4}
     assert report["warnings"][0].startswith("not gradable: partial lung coverage, 2 mm")
     assert report["total_severity_score"] is None and set(report["density_percent"]) >= {"well_aerated_-950_-700"}
     voxel_ml = np.prod(read_volume(CT).spacing) / 1000
@@ -218,6 +221,34 @@ def test_postprocess_removes_components_mostly_outside_the_lungs(segmenter):
     assert (out[:, 30:40, 24:34] == 4).all()
     assert not out[:, 50:56].any()
     assert (kept[:, 50:56, 28:36] == 3).all()
+
+
+def test_postprocess_removes_airless_components_mostly_outside_the_lungs(segmenter):
+    """An airless component (soft tissue, under 10 % of it below -500 HU) with under half of it
+    inside the lungs is diaphragm or crus, not pneumonia: removed. The same component with air
+    bronchograms, or an airless one mostly inside the lungs (consolidation), stays."""
+    lungs = np.zeros((3, 80, 80), np.uint8)
+    lungs[:, 20:60, 10:30] = 1
+    infection = np.zeros_like(lungs)
+    infection[:, 30:40, 26:35] = 4   # 4 of 9 columns inside the lungs: 44 %
+    infection[:, 42:48, 22:34] = 4   # 8 of 12 columns inside: 67 %
+    tissue = np.full(lungs.shape, 30.0)
+    bronchograms = tissue.copy()
+    bronchograms[:, 30:40, 26:35:3] = -800.0  # every third column of the first one air: 33 % aerated
+
+    def run(hu=None):
+        return segmenter._postprocess(infection, lungs, (2.0, 1.0, 1.0), 10, None if hu is None else hu.__getitem__)
+    default = segmenter.options
+    assert default.airless_inside_share == 0.5
+    airless = run(tissue)
+    assert not airless[:, 30:40, 26:35].any() and (airless[:, 42:48, 22:34] == 4).all()
+    assert (run(bronchograms)[:, 30:40, 26:35] == 4).all()
+    assert (run()[:, 30:40, 26:35] == 4).all()  # no HU given: the rule cannot apply
+    try:
+        segmenter.options = dataclasses.replace(default, airless_inside_share=0.0)
+        assert (run(tissue)[:, 30:40, 26:35] == 4).all()  # the rule off
+    finally:
+        segmenter.options = default
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -101,6 +101,8 @@ def main(argv=None) -> int:
     ap.add_argument("--inside-shares", default=f"{InferenceOptions.min_inside_share:g}",
                     help="comma-separated InferenceOptions.min_inside_share values (infection components mostly "
                          "outside the lungs removed; default: segment's, %(default)s)")
+    ap.add_argument("--airless-inside-share", type=float, default=InferenceOptions.airless_inside_share,
+                    help="InferenceOptions.airless_inside_share (0: off; default: segment's, %(default)s)")
     ap.add_argument("--decision", default=DEFAULT_DECISION, choices=DECISIONS, help="InferenceOptions.decision (lesion voxels)")
     ap.add_argument("--lesion-threshold", type=float, default=LESION_THRESHOLD,
                     help="InferenceOptions.lesion_threshold (union decision)")
@@ -122,7 +124,8 @@ def main(argv=None) -> int:
                             InferenceOptions(device="cpu", lung_margin_mm=margin, min_component_mm3=10.0,
                                              classes=classes, lungs=args.lungs, tta_flip=tta == "flip",
                                              precision=args.precision, min_inside_share=share,
-                                             decision=args.decision, lesion_threshold=args.lesion_threshold))
+                                             decision=args.decision, lesion_threshold=args.lesion_threshold,
+                                             airless_inside_share=args.airless_inside_share))
             for s in (s for s in samples if folds[s.id] == fold):
                 volume = Volume(s.image[None].astype(np.float32), space=MEDSEG8, is_slice=True)
                 rows.append({"id": s.id, **score(seg.segment(volume).labels.array[0], s.target, multi.get(s.id))})

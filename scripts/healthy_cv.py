@@ -43,11 +43,8 @@ def unseen_folds(cv: Path, stem: str) -> list:
     return sorted(folds or {int(r["fold"]) for r in rows})
 
 
-def figures(bundle, path: Path, inside_share: float = InferenceOptions.min_inside_share,
-            decision: str = InferenceOptions.decision, threshold: float = InferenceOptions.lesion_threshold) -> dict:
+def figures(bundle, path: Path, options: InferenceOptions = InferenceOptions(device="cpu")) -> dict:
     volume = read_volume(path)
-    options = InferenceOptions(device="cpu", min_inside_share=inside_share, decision=decision,
-                               lesion_threshold=threshold)
     seg = Segmenter(bundle, options).segment(volume)
     report = quantify(seg.labels, volume)
     return {"involvement_percent": round(report.both_involvement_percent, 2),
@@ -67,22 +64,24 @@ def main(argv=None) -> int:
                     help="InferenceOptions.decision (lesion voxels; default: segment's, %(default)s)")
     ap.add_argument("--lesion-threshold", type=float, default=InferenceOptions.lesion_threshold,
                     help="InferenceOptions.lesion_threshold (union decision; default: segment's, %(default)s)")
+    ap.add_argument("--airless-inside-share", type=float, default=InferenceOptions.airless_inside_share,
+                    help="InferenceOptions.airless_inside_share (0: off; default: segment's, %(default)s)")
     ap.add_argument("--out", type=Path, help="write the JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    share = args.inside_share
+    options = InferenceOptions(device="cpu", min_inside_share=args.inside_share, decision=args.decision,
+                               lesion_threshold=args.lesion_threshold, airless_inside_share=args.airless_inside_share)
     out = {}
     configs = {cv: TrainConfig.from_dict(json.loads((cv / "cv_summary.json").read_text())["config"]) for cv in args.runs}
     for path in args.volumes:
         stem = stem_of(path)
         for cv, cfg in configs.items():
-            runs = {fold: figures(fold_bundle(cv, fold, cfg, "medseg8"), path, share, args.decision,
-                                  args.lesion_threshold)
+            runs = {fold: figures(fold_bundle(cv, fold, cfg, "medseg8"), path, options)
                     for fold in unseen_folds(cv, stem)}
             mean = sum(r["involvement_percent"] for r in runs.values()) / len(runs)
             out[f"{cv.parent.name}/{stem}"] = {"mean_involvement_percent": round(mean, 2), "folds": runs}
         for name in args.bundle:
-            out[f"{name}/{stem}"] = figures(load_bundle(name), path, share, args.decision, args.lesion_threshold)
+            out[f"{name}/{stem}"] = figures(load_bundle(name), path, options)
     for key, value in out.items():
         print(key, json.dumps(value))
     if args.out:

@@ -78,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument("--min-inside-share", type=float, default=0.25,
                          help="infection components (3D) with less of their volume inside the lung masks are "
                               "removed: rims along the outline (default: %(default)s; 0 keeps them)")
+    segment.add_argument("--airless-inside-share", type=float, default=0.5,
+                         help="airless infection components (under 10 %% of voxels below -500 HU) with less of "
+                              "their volume inside the lung masks are removed: diaphragm, crus, paraspinal "
+                              "tissue (default: %(default)s; 0 keeps them)")
     segment.add_argument("--lung-margin-mm", type=float, default=None,
                          help="infection is kept within the lungs dilated in-plane by this (default: 5 with "
                               "the learned lungs, 10 with the training-free ones)")
@@ -127,6 +131,7 @@ def _inference_options(args: argparse.Namespace):
                             lungs=args.lungs, tta_flip=args.tta, precision=args.precision,
                             lung_margin_mm=args.lung_margin_mm,
                             min_component_mm3=args.min_component_mm3, min_inside_share=args.min_inside_share,
+                            airless_inside_share=args.airless_inside_share,
                             classes=args.classes, decision=args.decision, lesion_threshold=args.lesion_threshold)
 
 

@@ -38,6 +38,9 @@ from .predict2d import batch_probabilities, class_indices, join_batches, pick_de
 log = logging.getLogger(__name__)
 
 
+AERATED_HU, AIRLESS_SHARE = -500.0, 0.1  # an infection component with under 10 % of voxels below -500 HU is airless
+
+
 @dataclass
 class InferenceOptions:
     device: str = "auto"
@@ -52,6 +55,8 @@ class InferenceOptions:
     min_inside_share: float = 0.25   # infection components (3D) with less of their volume inside the lung
     # masks are removed: what lies mostly in the margin is partial volume and atelectasis along the outline
     # (0.13.0; MedSeg CV unchanged, docs/MODELS.md)
+    airless_inside_share: float = 0.5  # ... and airless ones (under 10 % of voxels below -500 HU) with less
+    # than this inside: diaphragm, crus and paraspinal tissue, not pneumonia (0.16.0, docs/MODELS.md); 0: off
     empty_threshold: float = 0.5     # multi-task models: slices whose head says < this are skipped
     keep_probabilities: bool = False  # also return the model's class probabilities (uint8 maps)
     decision: str = DEFAULT_DECISION  # lesion voxels: "union" (the lesion classes together at least
@@ -69,8 +74,9 @@ class InferenceOptions:
             raise CovidSegError(f"the lesion threshold must lie between 0 and 1, not {self.lesion_threshold:g}")
         if self.decision not in DECISIONS:
             raise CovidSegError(f"unknown lesion decision {self.decision!r}; choose {', '.join(DECISIONS)}")
-        if not 0 <= self.min_inside_share <= 1:
-            raise CovidSegError(f"the share inside the lungs must be between 0 and 1, not {self.min_inside_share:g}")
+        for share in (self.min_inside_share, self.airless_inside_share):
+            if not 0 <= share <= 1:
+                raise CovidSegError(f"the share inside the lungs must be between 0 and 1, not {share:g}")
 
 
 @dataclass
@@ -121,6 +127,14 @@ class Segmenter:
             return f"model {self.lung_model.name}"
         return "training-free (classic)" if self.options.lungs == "classic" else \
             "training-free (fallback: no lung model installed)"
+
+    @property
+    def postprocessing(self) -> Dict[str, float]:
+        """The infection post-processing that ran, for reports."""
+        o = self.options
+        return {"lung_margin_mm": self.lung_margin_mm, "min_component_mm3": o.min_component_mm3,
+                "min_inside_share": o.min_inside_share, "airless_inside_share": o.airless_inside_share,
+                "lesion_decision": o.decision, "lesion_threshold": o.lesion_threshold}
 
     @property
     def class_method(self) -> str:
@@ -177,7 +191,8 @@ class Segmenter:
         spacing = lps_spacing_zyx(volume)
         margin_px = int(round(self.lung_margin_mm / min(spacing[1], spacing[2])))
         infection, run = self._infection(stored, to_model_space, lung_lps, margin_px, probs_lps, progress, cancel)
-        infection = self._postprocess(infection, lung_lps, spacing, margin_px)
+        infection = self._postprocess(infection, lung_lps, spacing, margin_px,
+                                      partial(_hu_slice, stored, volume.space, calibration))
         if self.density_split is not None:
             hu_slice = partial(_hu_slice, stored, volume.space, calibration)
             infection = split_by_density(infection, hu_slice, spacing[1:], self.density_split)
@@ -221,9 +236,10 @@ class Segmenter:
         return self.class_values[class_indices(prob, self.options.decision, self.options.lesion_threshold)]
 
     def _postprocess(self, infection: np.ndarray, lungs: np.ndarray, spacing: Tuple[float, float, float],
-                     margin_px: int) -> np.ndarray:
+                     margin_px: int, hu_slice: Optional[Callable[[int], np.ndarray]] = None) -> np.ndarray:
         """Keep infection within the lungs dilated in-plane by ``margin_px``; drop islands under
-        min_component_mm3 and components under min_inside_share inside the lungs."""
+        min_component_mm3, components under min_inside_share inside the lungs, and, with
+        ``hu_slice`` (slice z in HU), airless components under airless_inside_share inside."""
         infection = infection.copy()
         outside = (infection > 0) & (lungs == 0)
         if outside.any():  # the margin only matters around infection outside the lungs
@@ -232,10 +248,15 @@ class Segmenter:
             infection[box][outside[box] & ~allowed] = 0
         voxel_mm3 = spacing[0] * spacing[1] * spacing[2]
         min_voxels = int(np.ceil(self.options.min_component_mm3 / voxel_mm3))
-        share = self.options.min_inside_share
-        if (min_voxels > 1 or share > 0) and infection.any():
+        share, airless = self.options.min_inside_share, self.options.airless_inside_share
+        if (min_voxels > 1 or share > 0 or airless > 0) and infection.any():
             box = morph.bounding_box(infection > 0)
-            infection[box][morph.components_to_remove(infection[box] > 0, min_voxels, lungs[box] > 0, share)] = 0
+            aerated = None
+            if hu_slice is not None and airless > 0:
+                zs = range(box[0].start, box[0].stop)
+                aerated = np.stack([np.asarray(hu_slice(z))[box[1], box[2]] < AERATED_HU for z in zs])
+            infection[box][morph.components_to_remove(infection[box] > 0, min_voxels, lungs[box] > 0, share, aerated,
+                                                      (AIRLESS_SHARE, airless))] = 0
         return infection
 
 

@@ -97,7 +97,7 @@ def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOp
     names = names_for(segmenter.bundle.card["task"])
     meta = {"input": str(path), "model": segmenter.bundle.name, "model_sha256": segmenter.bundle.card["sha256"],
             "lung_method": segmenter.lung_method,  # "lungs" is the per-side figures
-            "class_method": segmenter.class_method,
+            "class_method": segmenter.class_method, "postprocessing": segmenter.postprocessing,
             "device": result.device, "precision": result.precision,
             "slices_segmented": result.slices_run, "seconds": round(time.time() - start, 2),
             "covidseg": __version__, "spacing_mm": list(volume.spacing), "shape_zyx": list(volume.shape)}
