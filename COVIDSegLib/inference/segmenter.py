@@ -191,10 +191,9 @@ class Segmenter:
         spacing = lps_spacing_zyx(volume)
         margin_px = int(round(self.lung_margin_mm / min(spacing[1], spacing[2])))
         infection, run = self._infection(stored, to_model_space, lung_lps, margin_px, probs_lps, progress, cancel)
-        infection = self._postprocess(infection, lung_lps, spacing, margin_px,
-                                      partial(_hu_slice, stored, volume.space, calibration))
+        hu_slice = partial(_hu_slice, stored, volume.space, calibration)
+        infection = self._postprocess(infection, lung_lps, spacing, margin_px, hu_slice)
         if self.density_split is not None:
-            hu_slice = partial(_hu_slice, stored, volume.space, calibration)
             infection = split_by_density(infection, hu_slice, spacing[1:], self.density_split)
         labels = compose(lungs.array, from_lps(infection, volume))  # in the input's geometry: one copy
         progress(run + 2, run + 2, "done")

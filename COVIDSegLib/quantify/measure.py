@@ -21,10 +21,12 @@ Definitions (all volumes from the voxel count times the voxel volume, in mL):
   for the grade and of a zone for its score, is graded as none (CT-0, score 0) and said so with
   a warning; the percentages are reported as measured. Every model marks some healthy lung
   (partial volume at the diaphragm, dependent density), so 0.3 % is not evidence of disease.
-* **Not gradable**: when the scan does not hold the whole lungs (``plausibility.coverage``) the
-  report gives the volumes and percentages of what was seen, grade "not gradable" with the
-  reason, and no total score; a zone without lung has involvement and score None ("n/a"), and
-  so has every zone of a partial scan: thirds of the extent seen are not the lung's thirds.
+* **Not gradable**: when the scan does not hold the whole lungs (``plausibility.coverage``: apex
+  or bases not imaged, or lungs cut by the field of view) or the lungs found are too small for a
+  whole adult chest (``plausibility.not_gradable_reason``), the report gives the volumes and
+  percentages of what was seen, grade "not gradable" with the reason, and no total score; a
+  zone without lung has involvement and score None ("n/a"), and so has every zone of a report
+  without a grade: thirds of the extent seen are not the lung's thirds.
   ``warnings`` lists every plausibility problem (``plausibility.warnings_for``).
 """
 from __future__ import annotations
