@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from COVIDSegLib.bundle import load_bundle, save_bundle
-from COVIDSegLib.inference.predict2d import score_slice
 from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
 from COVIDSegLib.io.orientation import to_lps
 from COVIDSegLib.preprocess.lung_space import SIZE, slices_to_lung_space
 from COVIDSegLib.preprocess.slice_prep import InputSpec, prepare, restore
 from COVIDSegLib.preprocess.transforms import unletterbox
+from COVIDSegLib.training.crossval import score_slice
 from COVIDSegLib.training.datasets import Sample, filter_quality
 from COVIDSegLib.training.losses import build_loss
 from COVIDSegLib.training.partial_loss import UNION, partial_label_loss

@@ -1,9 +1,8 @@
-"""Run a 2D model on prepared slices and score full-size predictions against their masks."""
+"""Run a 2D model on prepared slices: devices, precision, batched probabilities, class decisions."""
 from __future__ import annotations
 
-import math
 from functools import lru_cache
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -12,9 +11,6 @@ from torch import nn
 from ..errors import CovidSegError
 from ..names import DEFAULT_DECISION, LESION_THRESHOLD, PRECISIONS
 from ..preprocess.slice_prep import SliceGeometry, restore
-from ..training.datasets import TASK_CLASS_NAMES
-from ..training.metrics import binary_metrics, threshold_averaged_dice
-from ..training.partial_loss import UNION
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -102,24 +98,3 @@ def class_indices(prob: np.ndarray, decision: str = DEFAULT_DECISION,
     index = 1 + prob[1:].argmax(axis=0)
     index[prob[0] > 1.0 - threshold] = 0
     return index
-
-
-def score_slice(prob: np.ndarray, truth: np.ndarray, task: str, decision: str = DEFAULT_DECISION,
-                threshold: float = LESION_THRESHOLD) -> Dict[str, float]:
-    """Metrics of one full-size probability map (C, y, x) against a class-index mask.
-
-    Keys: ``<metric>`` for infection (any class > 0), ``<class>_<metric>`` per class in a
-    multi-class task (nan, not computed, where the truth has ``partial_loss.UNION`` pixels), and
-    ``tad`` (Inf-Net's threshold-averaged Dice of the infection map). ``decision``, ``threshold``:
-    ``class_indices``.
-    """
-    pred = class_indices(prob, decision, threshold)
-    infection = binary_metrics(pred > 0, truth > 0)
-    row = dict(infection)
-    row["tad"] = threshold_averaged_dice(1.0 - prob[0], truth > 0)
-    if len(TASK_CLASS_NAMES[task]) > 1:
-        split_known = not (truth == UNION).any()  # infection-only labels say nothing of the classes
-        for index, name in TASK_CLASS_NAMES[task].items():
-            scores = binary_metrics(pred == index, truth == index) if split_known else dict.fromkeys(infection, math.nan)
-            row.update({f"{name}_{k}": v for k, v in scores.items()})
-    return row

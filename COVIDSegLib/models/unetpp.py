@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import List, Sequence
 
 import torch
-from monai.networks.nets import BasicUNetPlusPlus
 from torch import nn
 
 from .registry import register
@@ -46,6 +45,7 @@ class UNetPlusPlus(nn.Module):
         if len(features) != 6:
             raise ValueError(f"features must be six integers, got {features!r}")
         self.deep_supervision = bool(deep_supervision)
+        from monai.networks.nets import BasicUNetPlusPlus  # here: importing MONAI costs a process ~1 s
         self.net = BasicUNetPlusPlus(spatial_dims=2, in_channels=in_channels,
                                      out_channels=out_channels, features=features,
                                      deep_supervision=self.deep_supervision, dropout=dropout)

@@ -2,10 +2,11 @@
 
 Each fold trains on the other folds for the configured epochs (no early stopping and no
 epoch selection: the held-out fold is the test fold and must not choose anything) and scores
-the last model on its held-out slices at full size (``predict2d.score_slice``).
+the last model on its held-out slices at full size (``score_slice``).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -14,14 +15,15 @@ import numpy as np
 import torch
 
 from ..errors import CovidSegError
-from ..inference.predict2d import forward_probabilities, full_size, score_slice
+from ..inference.predict2d import class_indices, forward_probabilities, full_size
 from ..io.files import write_csv_rows, write_json
 from ..names import DEFAULT_DECISION, LESION_THRESHOLD
 from ..preprocess.slice_prep import InputSpec
 from ..preprocess.transforms import LetterboxInfo, unletterbox
 from ..progress import CancelToken, ProgressCallback, no_progress
-from .datasets import Sample
-from .metrics import summarise
+from .datasets import TASK_CLASS_NAMES, Sample
+from .metrics import binary_metrics, summarise, threshold_averaged_dice
+from .partial_loss import UNION
 from .trainer import TrainConfig, Trainer
 from .training_data import PreparedSet, prepare_set
 from .union_data import slice_in_lung_space
@@ -61,6 +63,27 @@ def sample_folds(samples: Sequence[Sample], k: int, seed: int = 0) -> List[Tuple
     if samples and all("group" in s.meta for s in samples):
         return group_kfold([s.meta["group"] for s in samples], k, seed)
     return kfold(len(samples), k, seed)
+
+
+def score_slice(prob: np.ndarray, truth: np.ndarray, task: str, decision: str = DEFAULT_DECISION,
+                threshold: float = LESION_THRESHOLD) -> Dict[str, float]:
+    """Metrics of one full-size probability map (C, y, x) against a class-index mask.
+
+    Keys: ``<metric>`` for infection (any class > 0), ``<class>_<metric>`` per class in a
+    multi-class task (nan, not computed, where the truth has ``partial_loss.UNION`` pixels), and
+    ``tad`` (Inf-Net's threshold-averaged Dice of the infection map). ``decision``, ``threshold``:
+    ``class_indices``.
+    """
+    pred = class_indices(prob, decision, threshold)
+    infection = binary_metrics(pred > 0, truth > 0)
+    row = dict(infection)
+    row["tad"] = threshold_averaged_dice(1.0 - prob[0], truth > 0)
+    if len(TASK_CLASS_NAMES[task]) > 1:
+        split_known = not (truth == UNION).any()  # infection-only labels say nothing of the classes
+        for index, name in TASK_CLASS_NAMES[task].items():
+            scores = binary_metrics(pred == index, truth == index) if split_known else dict.fromkeys(infection, math.nan)
+            row.update({f"{name}_{k}": v for k, v in scores.items()})
+    return row
 
 
 def score_model(model, samples: Sequence[Sample], spec: InputSpec, task: str, device,

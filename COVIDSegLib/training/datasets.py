@@ -57,7 +57,7 @@ def n_classes(task: str) -> int:
 
 
 def class_keyed(metrics: dict, task: str) -> dict:
-    """Metric keys of ``predict2d.score_slice`` with the unprefixed (infection, or lungs for a
+    """Metric keys of ``crossval.score_slice`` with the unprefixed (infection, or lungs for a
     lung model) ones prefixed, as ``evaluate.format_table`` expects; class-prefixed keys stay."""
     if task == "lungs":
         return {f"lungs_{k}": v for k, v in metrics.items()}
