@@ -67,6 +67,8 @@ def test_workers_give_the_outputs_of_a_plain_run_and_a_cohort_page(capsys, tmp_p
     phantom = json.loads((parallel / "phantom.report.json").read_text())
     assert table["phantom"]["grade"] == phantom["grade"] and table["phantom"]["model_sha256"] == phantom["model_sha256"]
     assert float(table["phantom"]["left_lung_ml"]) == pytest.approx(phantom["lungs"]["left"]["lung_ml"], abs=0.01)
+    settings = dict(item.split("=") for item in table["phantom"]["postprocessing"].split("; "))
+    assert settings == {k: str(v) for k, v in phantom["postprocessing"].items()} and "airless_inside_share" in settings
     page = (parallel / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and page.count('href="phantom.report.html"') == 2
     assert "<script>" in page and "Cannot read" in page

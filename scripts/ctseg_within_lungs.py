@@ -15,14 +15,15 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from COVIDSegLib.bundle import load_bundle
+from COVIDSegLib.inference.predict2d import forward_probabilities, full_size
 from COVIDSegLib.models.registry import build_model
-from COVIDSegLib.training.trainer import TrainConfig
 from COVIDSegLib.preprocess.slice_prep import InputSpec
 from COVIDSegLib.training.datasets import load_ct_seg_slices
-from COVIDSegLib.training.training_data import prepare_set
-from COVIDSegLib.inference.predict2d import forward_probabilities, full_size
-from COVIDSegLib.bundle import load_bundle
 from COVIDSegLib.training.metrics import binary_metrics
+from COVIDSegLib.training.trainer import TrainConfig
+from COVIDSegLib.training.training_data import prepare_set
+
 root = "../shared/data/covid19-ct-seg-slices"
 rows = [r for r in csv.DictReader(open("runs/lungspace_u16/cv/cv_slices.csv")) if r["id"].startswith("ctseg_")]
 summary = json.load(open("runs/lungspace_u16/cv/cv_summary.json"))
@@ -35,9 +36,9 @@ for fold in range(5):
     ids = [r["id"][6:] for r in rows if int(r["fold"]) == fold]
     model = build_model(cfg.model_config()); model.load_state_dict(torch.load(f"runs/lungspace_u16/cv/fold{fold}/checkpoint.pt", map_location="cpu", weights_only=False)["model"]); model.eval()
     data = prepare_set([samples[i] for i in ids], spec)
-    probs, _ = forward_probabilities(model, data.images, dev)
+    probs, _ = forward_probabilities(model, data.inputs(), dev)
     ldata = prepare_set([samples[i] for i in ids], lspec)
-    lprobs, _ = forward_probabilities(lb.model, ldata.images, dev)
+    lprobs, _ = forward_probabilities(lb.model, ldata.inputs(), dev)
     for i, p, lp in zip(ids, full_size(probs, data.geometries), full_size(lprobs, ldata.geometries)):
         pred, truth = p.argmax(0) > 0, samples[i].target > 0
         for key, mask in (("network", None), ("ref_lungs", lungs_ref[i]), ("model_lungs", lp.argmax(0) > 0)):

@@ -21,7 +21,7 @@ from COVIDSegLib.training.datasets import Sample, load_medseg
 from COVIDSegLib.training.trainer import TrainConfig
 from COVIDSegLib.training.union_data import slice_in_lung_space
 
-from evaluate_pipeline_cv import fold_bundle, medseg_folds
+from evaluate_pipeline_cv import fold_bundle, medseg_folds  # isort: skip (a script beside this one)
 
 
 def lungs_of_slice(png: Path, model) -> np.ndarray:

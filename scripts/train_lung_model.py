@@ -9,6 +9,7 @@ empty masks, repeated so that the network sees them. Resumable: re-run the same 
         --negative ../shared/data/hu-volumes/totalseg_dicom_series:0-9 -o runs/lungs
 
 The 0.6.0 experiment (measured, not shipped: docs/LUNGS.md) added ``--size 192 --crop 160 --repeat-small 3``.
+The 0.17.0 experiment adds ``--context-mm 2``: the slices about 2 mm below and above as input channels (2.5D).
 The 0.10.0 experiment adds ``--medseg ../shared/data/medseg100``: MedSeg slices with pseudo lungs
 (the shipped lung model's lungs plus the expert's GGO and consolidation), so dense dependent
 consolidation is lung to the network; their CV check is the share of the expert's infection inside
@@ -126,6 +127,8 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=CONFIG["input"]["size"], help="network input (px)")
     ap.add_argument("--base", type=int, default=CONFIG["model"]["base"], help="U-Net base width")
     ap.add_argument("--crop", type=int, default=0, help="train on random windows of this size (px)")
+    ap.add_argument("--context-mm", type=float, default=0.0,
+                    help="> 0: the slices below and above as two more input channels (training/training_data.py)")
     ap.add_argument("--medseg", type=Path, help="add MedSeg slices with pseudo lungs (module docstring)")
     ap.add_argument("--repeat-medseg", type=int, default=3, help="epoch repeats of the MedSeg slices")
     ap.add_argument("--opacity", type=float, default=0.0,
@@ -142,7 +145,7 @@ def main() -> int:
     cfg = TrainConfig.from_dict({**CONFIG, "epochs": args.epochs, "crop": args.crop,
                                  "model": {**CONFIG["model"], "base": args.base},
                                  "augment": {**CONFIG["augment"], "opacity": args.opacity},
-                                 "input": {**CONFIG["input"], "size": args.size}})
+                                 "input": {**CONFIG["input"], "size": args.size, "context_mm": args.context_mm}})
     samples = load_ct_seg_slices(args.data, "lungs")
     for spec in args.negative:
         samples += lung_free_slices(spec, args.repeat_negatives)

@@ -65,18 +65,38 @@ class LungModel:
         return self.bundle.name
 
     def probabilities(self, lps: np.ndarray, is_hu: bool, progress: ProgressCallback = no_progress,
-                      cancel: Optional[CancelToken] = None) -> np.ndarray:
+                      cancel: Optional[CancelToken] = None, slice_mm: float = 0.0) -> np.ndarray:
         """Lung probability (uint8, x 255) of every voxel of ``lps`` (LPS order; HU, or 8-bit
-        values when not ``is_hu``)."""
-        out = np.zeros(lps.shape, np.uint8)
-        for start in range(0, len(lps), self.batch_size):
+        values when not ``is_hu``); ``slice_mm``: the slice spacing, for a model with context."""
+        xs, infos = [], None
+        for zs in self._batches(len(lps)):
             check(cancel)
-            zs = slice(start, min(len(lps), start + self.batch_size))
             spaced, info256 = slices_to_lung_space(np.asarray(lps[zs]), is_hu)
             x, info = letterbox(spaced, self.spec.size, order=1, pad_value=0.0)  # as slice_prep.prepare
-            x = torch.from_numpy(np.clip(x / 255.0, 0.0, 1.0).astype(np.float32)[:, None])
+            xs.append(np.clip(x / 255.0, 0.0, 1.0).astype(np.float32))
+            infos = (info, info256)  # the same for every batch: one slice shape
+        inputs = np.concatenate(xs)
+        near = neighbour_slices(len(lps), self.spec.context_mm, slice_mm)
+        out = np.zeros(lps.shape, np.uint8)
+        for zs in self._batches(len(lps)):
+            check(cancel)
+            x = torch.from_numpy(inputs[zs][:, None] if near is None else inputs[near[zs]])
             prob, _ = batch_probabilities(self.model, x, self.device, bf16=self.bf16)
-            full = unletterbox(unletterbox(prob[:, 1], info, order=1), info256, order=1)
+            full = unletterbox(unletterbox(prob[:, 1], infos[0], order=1), infos[1], order=1)
             out[zs] = np.rint(np.clip(full, 0.0, 1.0) * 255.0).astype(np.uint8)
             progress(zs.stop, len(lps), f"lung model {zs.stop}/{len(lps)}")
         return out
+
+    def _batches(self, n: int):
+        return [slice(start, min(n, start + self.batch_size)) for start in range(0, n, self.batch_size)]
+
+
+def neighbour_slices(n: int, context_mm: float, slice_mm: float) -> Optional[np.ndarray]:
+    """(n, 3) slice indices (below, itself, above) for a model with ``context_mm`` > 0: the slices
+    nearest ``context_mm`` away, at least the next ones, the end slices at the volume's ends; None
+    without context."""
+    if context_mm <= 0:
+        return None
+    step = max(1, int(round(context_mm / slice_mm))) if slice_mm > 0 else 1
+    z = np.arange(n)
+    return np.stack([np.clip(z - step, 0, n - 1), z, np.clip(z + step, 0, n - 1)], axis=1)

@@ -109,7 +109,7 @@ def _learned(volume: Volume, calibration: str, model, params: LungParams, progre
     spacing = lps_spacing_zyx(volume)
     hu = to_hu(Volume(np.asarray(lps), space=volume.space), calibration).array  # once, for model and 3D
     is_hu = calibration != MEDSEG8  # 8-bit slices reach the model as they are, as in training
-    prob = model.probabilities(hu if is_hu else np.asarray(lps), is_hu, progress, cancel)
+    prob = model.probabilities(hu if is_hu else np.asarray(lps), is_hu, progress, cancel, slice_mm=spacing[0])
     check(cancel)
     grid = Volume(hu, spacing=tuple(reversed(spacing)))  # LPS-ordered, identity direction
     airways = airway_mask(hu, hu < params.lung_threshold_hu, grid, params)

@@ -22,13 +22,18 @@ class InputSpec:
     size: int = 192
     crop_body: bool = True
     clahe: bool = False
+    context_mm: float = 0.0  # > 0: the slices this far below and above are two more input channels
+
+    @property
+    def channels(self) -> int:
+        return 3 if self.context_mm > 0 else 1
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "InputSpec":
-        return cls(**{k: data[k] for k in ("size", "crop_body", "clahe") if k in data})
+        return cls(**{k: data[k] for k in ("size", "crop_body", "clahe", "context_mm") if k in data})
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ FIELDS = ["stem", "input", "status", "seconds", "grade", "gradable", "total_seve
           "both_involvement_percent", "left_involvement_percent", "right_involvement_percent",
           "left_lung_ml", "right_lung_ml", "left_infection_ml", "right_infection_ml", "left_ggo_ml", "right_ggo_ml",
           "left_consolidation_ml", "right_consolidation_ml", "warnings", "error", "model", "model_sha256", "lung_method",
-          "class_method"]
+          "class_method", "postprocessing"]
 
 
 def _report_columns(report: dict) -> Dict[str, object]:
@@ -32,6 +32,7 @@ def _report_columns(report: dict) -> Dict[str, object]:
         for key in ("lung_ml", "infection_ml", "ggo_ml", "consolidation_ml"):
             columns[f"{side}_{key}"] = figures.get(key)
     columns["warnings"] = " | ".join(report.get("warnings") or [])
+    columns["postprocessing"] = "; ".join(f"{k}={v}" for k, v in (report.get("postprocessing") or {}).items())
     return {k: ("n/a" if v is None else round(v, 2) if isinstance(v, float) else v) for k, v in columns.items()}
 
 

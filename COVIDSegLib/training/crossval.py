@@ -111,7 +111,7 @@ def score_prepared(model, data: PreparedSet, task: str, device,
                    decision: str = DEFAULT_DECISION, threshold: float = LESION_THRESHOLD) -> List[Dict]:
     """``score_model`` on samples already prepared at the network's input size; ``originals``:
     id -> (mask, letterbox) of slices scored on their own grid rather than the prepared one."""
-    probs, _ = forward_probabilities(model, data.images, device)
+    probs, _ = forward_probabilities(model, data.inputs(), device)
     rows = []
     for s, p in zip(data.samples, full_size(probs, data.geometries)):
         target, info = (originals or {}).get(s.id, (s.target, None))

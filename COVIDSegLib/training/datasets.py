@@ -166,7 +166,8 @@ def load_ct_seg_slices(root: Path, task: str = "lungs") -> List[Sample]:
 
     Images stay in their published space (per-slice min-max + CLAHE, ``lung_space``); the
     target is the lung mask (task ``lungs``) or the infection mask (``binary``). ``meta``
-    carries the manifest's ``group`` (patient) for grouped cross-validation.
+    carries the manifest's ``group`` (patient) for grouped cross-validation, and ``volume``/``z``
+    (the patient, the slice number) for neighbouring slices.
     """
     root, task = Path(root), check_task(task)
     if task == "multiclass":
@@ -182,7 +183,10 @@ def load_ct_seg_slices(root: Path, task: str = "lungs") -> List[Sample]:
         if not mask_path.exists():
             log.info("%s: no %s mask, skipped", path.stem, mask_dir.name)
             continue
-        meta = {"space": "lung", "group": int(manifest.get(path.stem, {}).get("group", -1))}
+        group = int(manifest.get(path.stem, {}).get("group", -1))
+        meta = {"space": "lung", "group": group, "volume": f"ct-seg_{group}"}
+        if path.stem.isdigit():  # a patient's slices are numbered in their order in the volume
+            meta["z"] = int(path.stem)
         out.append(Sample(path.stem, _read_png(path), (_read_png(mask_path) > 0).astype(np.uint8), str(path), meta))
     return out
 
@@ -202,7 +206,8 @@ def lung_free_slices(spec: str, repeat: int = 1, space: str = "lung") -> List[Sa
     images = volume_slices(hu, is_hu=True) if space == "lung" else hu_to_medseg8(hu)
     name = Path(path).name.split(".nii")[0]
     return [Sample(f"neg_{name}_z{first + i:03d}_r{r}", image, np.zeros(image.shape, np.uint8), path,
-                   {"space": space, "group": f"neg_{name}", "source": "negative"})
+                   {"space": space, "group": f"neg_{name}", "source": "negative", "volume": f"neg_{name}",
+                    "z": first + i})
             for r in range(repeat) for i, image in enumerate(images)]
 
 

@@ -22,6 +22,7 @@ from ..inference.predict2d import cpu_has_amx, pick_device
 from ..io.files import atomic_path, write_csv_rows, write_json
 from ..models.registry import build_model
 from ..names import SCHEDULES
+from ..preprocess.slice_prep import InputSpec
 from ..progress import CancelToken, ProgressCallback, check, no_progress
 from .augment import AugmentConfig, augment
 from .datasets import check_task, n_classes
@@ -65,7 +66,7 @@ class TrainConfig:
         return n_classes(self.task)
 
     def model_config(self) -> dict:
-        return {**self.model, "in_channels": 1, "out_channels": self.n_classes}
+        return {**self.model, "in_channels": InputSpec.from_dict(self.input).channels, "out_channels": self.n_classes}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -217,7 +218,7 @@ class Trainer:
         for start in range(0, len(order), bs):
             check(self.cancel)
             idx = order[start:start + bs]
-            x, y = data.batch(idx, torch.rand(len(idx), generator=self.gen) < self.aug.clahe)
+            x, y = data.batch(idx, torch.rand(len(idx), generator=self.gen) < self.aug.clahe, self.gen)
             x, y = augment(x.to(self.device), y.to(self.device), self.aug, self.gen)
             if self.cfg.crop:
                 x, y = random_crops(x, y, self.cfg.crop, self.gen)

@@ -1,0 +1,75 @@
+"""Slices with context (2.5D): the slices below and above as input channels, in training
+(``training_data``) and in the lung model's inference (``lung_model``)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from COVIDSegLib.bundle import save_bundle
+from COVIDSegLib.lungs.lung_model import LungModel, neighbour_slices
+from COVIDSegLib.preprocess.slice_prep import InputSpec
+from COVIDSegLib.training.datasets import Sample
+from COVIDSegLib.training.train_run import make_card
+from COVIDSegLib.training.trainer import TrainConfig, Trainer
+from COVIDSegLib.training.training_data import CONTEXT_OFFSETS, context_index, prepare_set
+
+SPEC = InputSpec(size=32, crop_body=False, context_mm=2.0)
+
+
+def volume_samples(zs, volume="a", value=None):
+    """One sample per slice number; each image is filled with its own number, so a channel shows
+    which slice it came from."""
+    return [Sample(f"{volume}{z}", np.full((48, 48), float(z if value is None else value), np.float32),
+                   np.zeros((48, 48), np.uint8), meta={"volume": volume, "z": z}) for z in zs]
+
+
+def test_neighbours_are_found_within_one_volume_only():
+    samples = volume_samples([10, 11, 12, 14]) + volume_samples([13], volume="b") + [
+        Sample("lone", np.zeros((48, 48), np.float32), np.zeros((48, 48), np.uint8))]
+    near = context_index(samples)
+    assert near.shape == (6, 2, CONTEXT_OFFSETS)
+    assert near[1, 0].tolist() == [0, 1, 1] and near[1, 1].tolist() == [2, 1, 3]  # z 11: 10 below; 12, -, 14 above
+    assert near[4].unique().tolist() == [4] and near[5].unique().tolist() == [5]  # other volume, no volume
+
+
+def test_evaluation_inputs_are_the_next_slices_and_training_draws_among_neighbours():
+    data = prepare_set(volume_samples(range(20, 30)), SPEC)
+    x = data.inputs()
+    assert x.shape == (10, 3, 32, 32)
+    levels = (x[:, :, 16, 16] * 255).round().long()
+    assert levels[5].tolist() == [24, 25, 26] and levels[0].tolist() == [20, 20, 21]  # the end: itself
+    xb, _ = data.batch(torch.arange(10), gen=torch.Generator().manual_seed(0))
+    drawn = (xb[:, :, 16, 16] * 255).round().long()
+    assert torch.equal(drawn[:, 1], torch.arange(20, 30))  # the centre is always the slice itself
+    gaps = (drawn[:, [0, 2]] - drawn[:, 1:2]).abs()
+    assert int(gaps.max()) <= CONTEXT_OFFSETS
+    assert prepare_set(volume_samples(range(3)), InputSpec(size=32, crop_body=False)).inputs().shape[1] == 1
+
+
+def test_neighbours_at_the_context_distance_in_mm():
+    assert neighbour_slices(5, 0.0, 1.0) is None
+    assert neighbour_slices(8, 2.0, 0.625)[4].tolist() == [1, 4, 7]  # 3 slices = 1.9 mm
+    assert neighbour_slices(8, 2.0, 3.0)[4].tolist() == [3, 4, 5]  # never the slice itself
+    assert neighbour_slices(8, 2.0, 3.0)[0].tolist() == [0, 0, 1]
+    assert neighbour_slices(1, 2.0, 5.0).tolist() == [[0, 0, 0]]  # a single slice: itself thrice
+
+
+def test_a_lung_model_with_context_trains_and_runs_on_a_volume(tmp_path):
+    cfg = TrainConfig(task="lungs", model={"name": "unet", "base": 4},
+                      input={"size": 32, "crop_body": False, "clahe": False, "context_mm": 2.0},
+                      epochs=1, batch_size=4, lr=1e-2, seed=0, device="cpu", patience=0, amp=False)
+    samples = volume_samples(range(8), value=100)
+    for s in samples:
+        s.target[12:36, 8:20] = 1
+    data = prepare_set(samples, InputSpec.from_dict(cfg.input))
+    result = Trainer(cfg, tmp_path / "run").fit(data, None)
+    first_conv = next(m for m in result.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == 3
+    card = make_card(cfg, tmp_path, len(samples), [], result.history, None, {})
+    assert card["preprocessing"]["input"]["context_mm"] == 2.0
+    model = LungModel.load(str(save_bundle(result.model, card, tmp_path, "tiny_lungs")))
+    hu = np.full((6, 40, 40), -1000, np.int16)
+    hu[:, 5:35, 5:35] = 40
+    hu[:, 10:30, 8:18] = -850
+    prob = model.probabilities(hu, True, slice_mm=3.0)
+    assert prob.shape == hu.shape and prob.dtype == np.uint8
