@@ -104,6 +104,8 @@ def test_input_spec_dict_roundtrip():
     assert InputSpec.from_dict(spec.to_dict()) == spec
     assert spec.to_dict() == {"size": 128, "crop_body": False, "clahe": True}
     assert InputSpec.from_dict({"size": 64, "extra": 1}) == InputSpec(64)  # unknown keys ignored
+    context = InputSpec(size=128, crop_body=False, context_mm=2.0)
+    assert InputSpec.from_dict(context.to_dict()) == context and context.channels == 3 and spec.channels == 1
 
 
 # ----------------------------------------------------------------------------- augment

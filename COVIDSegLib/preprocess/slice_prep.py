@@ -29,7 +29,10 @@ class InputSpec:
         return 3 if self.context_mm > 0 else 1
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if not self.context_mm:  # a 2D model's card reads as before
+            del out["context_mm"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> "InputSpec":
