@@ -66,3 +66,11 @@ def test_augment_keeps_old_configs_and_targets(lung_batch):
     assert AugmentConfig.from_dict({}).opacity == 0.0
     out, tgt = augment(image, target, cfg, torch.Generator().manual_seed(0))
     assert torch.equal(tgt, target) and not torch.allclose(out, image)
+
+
+def test_a_context_input_is_painted_alike_in_every_channel_as_the_centre_slice_alone(lung_batch):
+    image, target = lung_batch
+    single = paint_opacities(image, target, 1.0, torch.Generator().manual_seed(3))
+    stacked = paint_opacities(image.repeat(1, 3, 1, 1), target, 1.0, torch.Generator().manual_seed(3))
+    for c in range(3):
+        assert torch.allclose(stacked[:, c], single[:, 0], atol=1e-6)

@@ -32,11 +32,12 @@ def _rows_in_lung(lung: torch.Tensor) -> torch.Tensor:
 
 
 def _soft_tissue_level(image: torch.Tensor, lung: torch.Tensor) -> torch.Tensor:
-    """(n,) median intensity of the ring just outside each sample's lungs (chest wall, mediastinum)."""
+    """(n,) median intensity of (n, H, W) ``image`` in the ring just outside each sample's lungs
+    (chest wall, mediastinum)."""
     near = F.max_pool2d(lung[:, None].float(), 9, 1, 4)[:, 0] > 0
     ring = near & ~lung
     out = []
-    for img, r in zip(image[:, 0], ring):
+    for img, r in zip(image, ring):
         out.append(img[r].median() if r.any() else img.new_tensor(0.8))
     return torch.stack(out)
 
@@ -44,7 +45,8 @@ def _soft_tissue_level(image: torch.Tensor, lung: torch.Tensor) -> torch.Tensor:
 def paint_opacities(image: torch.Tensor, target: torch.Tensor, probability: float,
                     gen: torch.Generator, lung_class: int = 1) -> torch.Tensor:
     """``image`` (N, C, H, W) with synthetic opacities inside ``target == lung_class`` in a
-    random ``probability`` share of the samples that have lung; ``target`` is not changed."""
+    random ``probability`` share of the samples that have lung; ``target`` is not changed. Every
+    channel is painted alike: a context model's neighbouring slices (an opacity spans them)."""
     n, _, h, w = image.shape
     use = (torch.rand(n, generator=gen) < probability).to(image.device)
     lung = (target == lung_class) & use.view(n, 1, 1)
@@ -59,8 +61,7 @@ def paint_opacities(image: torch.Tensor, target: torch.Tensor, probability: floa
     region = torch.where(dependent.view(n, 1, 1), edge > (1 - depth).view(n, 1, 1), patches) & lung
     soft = F.avg_pool2d(region[:, None].float(), 5, 1, 2)[:, 0] * lung
     alpha = torch.where(u[:, 3] < 0.6, 1.0, 0.3 + 0.4 * u[:, 4]).view(n, 1, 1) * soft
-    level = _soft_tissue_level(image, lung).view(n, 1, 1)
+    level = _soft_tissue_level(image[:, image.shape[1] // 2], lung).view(n, 1, 1)
     texture = 0.03 * _smooth_noise(n, h, w, 24, gen, dev)
     fill = (level * (0.9 + 0.1 * torch.rand(n, 1, 1, generator=gen).to(dev)) + texture).clamp(0, 1)
-    painted = image[:, 0] * (1 - alpha) + fill * alpha
-    return torch.cat([painted[:, None], image[:, 1:]], 1)
+    return image * (1 - alpha[:, None]) + (fill * alpha)[:, None]
