@@ -68,21 +68,22 @@ class LungModel:
                       cancel: Optional[CancelToken] = None, slice_mm: float = 0.0) -> np.ndarray:
         """Lung probability (uint8, x 255) of every voxel of ``lps`` (LPS order; HU, or 8-bit
         values when not ``is_hu``); ``slice_mm``: the slice spacing, for a model with context."""
-        xs, infos = [], None
+        out = np.zeros(lps.shape, np.uint8)
+        if not len(lps):
+            return out
+        xs = []
         for zs in self._batches(len(lps)):
             check(cancel)
             spaced, info256 = slices_to_lung_space(np.asarray(lps[zs]), is_hu)
             x, info = letterbox(spaced, self.spec.size, order=1, pad_value=0.0)  # as slice_prep.prepare
             xs.append(np.clip(x / 255.0, 0.0, 1.0).astype(np.float32))
-            infos = (info, info256)  # the same for every batch: one slice shape
-        inputs = np.concatenate(xs)
+        inputs = np.concatenate(xs)  # info and info256 are the same for every batch: one slice shape
         near = neighbour_slices(len(lps), self.spec.context_mm, slice_mm)
-        out = np.zeros(lps.shape, np.uint8)
         for zs in self._batches(len(lps)):
             check(cancel)
             x = torch.from_numpy(inputs[zs][:, None] if near is None else inputs[near[zs]])
             prob, _ = batch_probabilities(self.model, x, self.device, bf16=self.bf16)
-            full = unletterbox(unletterbox(prob[:, 1], infos[0], order=1), infos[1], order=1)
+            full = unletterbox(unletterbox(prob[:, 1], info, order=1), info256, order=1)
             out[zs] = np.rint(np.clip(full, 0.0, 1.0) * 255.0).astype(np.uint8)
             progress(zs.stop, len(lps), f"lung model {zs.stop}/{len(lps)}")
         return out

@@ -42,8 +42,9 @@ class PreparedSet:
               gen: Optional[torch.Generator] = None):
         """(images, targets) of the samples ``index``; ``use_alt`` (bool per sample) swaps in the
         other CLAHE variant; ``gen``: random neighbours (training), else the next slices."""
-        x = self._pick(index, use_alt)
-        if self.neighbours is not None:
+        if self.neighbours is None:
+            x = self._pick(index, use_alt)
+        else:
             x = torch.cat([self._pick(i, use_alt) for i in self._context(index, gen)], dim=1)
         return x, self.targets[index].long()
 
@@ -75,17 +76,16 @@ class PreparedSet:
 def context_index(samples: Sequence[Sample], k: int = CONTEXT_OFFSETS) -> torch.Tensor:
     """(N, 2, k): index of each sample's slice j + 1 below and above in the same volume (itself
     where that slice is not in ``samples``, or the sample has no ``volume``/``z``)."""
+    keys = [(s.meta["volume"], int(s.meta["z"])) if "volume" in s.meta and "z" in s.meta else None for s in samples]
     where = {}
-    for i, s in enumerate(samples):
-        if "volume" in s.meta and "z" in s.meta:
-            where.setdefault((s.meta["volume"], int(s.meta["z"])), i)
+    for i, key in enumerate(keys):
+        if key is not None:
+            where.setdefault(key, i)
     out = torch.arange(len(samples)).view(-1, 1, 1).repeat(1, 2, k)
-    for i, s in enumerate(samples):
-        if "volume" in s.meta and "z" in s.meta:
-            key, z = s.meta["volume"], int(s.meta["z"])
-            for j in range(k):
-                out[i, 0, j] = where.get((key, z - j - 1), i)
-                out[i, 1, j] = where.get((key, z + j + 1), i)
+    for i, key in enumerate(keys):
+        for j in range(k if key is not None else 0):
+            out[i, 0, j] = where.get((key[0], key[1] - j - 1), i)
+            out[i, 1, j] = where.get((key[0], key[1] + j + 1), i)
     return out
 
 
