@@ -150,12 +150,17 @@ def bundle_for_space(bundle: ModelBundle, space: str, device: Union[str, "torch.
         own = intensity_space(bundle.card)
         raise CovidSegError(f"Model {bundle.name} reads the {SPACE_NAMES.get(own, own)} and "
                             f"cannot score slices in the {SPACE_NAMES.get(space, space)}; its card names no model for them.")
-    beside = Path(bundle.card_path).parent / f"{name}.json"
-    other = load_bundle(beside if beside.is_file() else name, device)
+    other = companion_bundle(bundle, name, device)
     if intensity_space(other.card) != space or other.card["task"] == "lungs":
         raise CovidSegError(f"Model {other.name}, named by {bundle.name} for the {space} space, is not an "
                             f"infection model reading that space.")
     return other
+
+
+def companion_bundle(bundle: ModelBundle, name: str, device: Union[str, "torch.device"] = "cpu") -> ModelBundle:
+    """The bundle ``name`` that ``bundle``'s card names (looked up beside the card first), hash-checked."""
+    beside = Path(bundle.card_path).parent / f"{name}.json"
+    return load_bundle(beside if beside.is_file() else name, device)
 
 
 def list_bundles() -> List[dict]:

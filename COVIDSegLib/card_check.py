@@ -56,6 +56,9 @@ def check_card(card: dict, card_path: Path) -> dict:
         if space not in INTENSITY_SPACES or not isinstance(name, str) or not _NAME.fullmatch(name):
             _fail(card_path, f"'preprocessing.space_models.{space:.20}'",
                   f"must map a space ({', '.join(INTENSITY_SPACES)}) to a model name (found {name!r:.40})")
+    single = preprocessing.get("single_slice_model")
+    if single is not None and not (isinstance(single, str) and _NAME.fullmatch(single)):
+        _fail(card_path, "'preprocessing.single_slice_model'", f"must be a model name (found {single!r:.40})")
     labels = _mapping(card_path, card.get("labels"), "'labels'")
     for key, entry in labels.items():
         if not key.isdigit() or not 1 <= int(key) <= 255:

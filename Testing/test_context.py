@@ -2,10 +2,14 @@
 (``training_data``) and in the lung model's inference (``lung_model``)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import pytest
 import torch
 
 from COVIDSegLib.bundle import save_bundle
+from COVIDSegLib.errors import CovidSegError
 from COVIDSegLib.lungs.lung_model import LungModel, neighbour_slices
 from COVIDSegLib.preprocess.slice_prep import InputSpec
 from COVIDSegLib.training.datasets import Sample
@@ -73,3 +77,42 @@ def test_a_lung_model_with_context_trains_and_runs_on_a_volume(tmp_path):
     hu[:, 10:30, 8:18] = -850
     prob = model.probabilities(hu, True, slice_mm=3.0)
     assert prob.shape == hu.shape and prob.dtype == np.uint8
+
+
+def _tiny_lung_bundle(tmp_path, name: str, context_mm: float, extra: dict = None):
+    cfg = TrainConfig(task="lungs", model={"name": "unet", "base": 4},
+                      input={"size": 32, "crop_body": False, "clahe": False, "context_mm": context_mm},
+                      epochs=1, batch_size=4, lr=1e-2, seed=0, device="cpu", patience=0, amp=False)
+    samples = volume_samples(range(4), value=100)
+    result = Trainer(cfg, tmp_path / name).fit(prepare_set(samples, InputSpec.from_dict(cfg.input)), None)
+    card = make_card(cfg, tmp_path, len(samples), [], result.history, None, {})
+    card["preprocessing"].update(extra or {})
+    return save_bundle(result.model, card, tmp_path, name)
+
+
+def test_a_single_slice_goes_to_the_model_the_2_5d_card_names(tmp_path):
+    """A one-slice input reaches the 2D companion (its probabilities exactly), a volume the 2.5D network."""
+    flat = _tiny_lung_bundle(tmp_path, "tiny_2d", 0.0)
+    context = LungModel.load(str(_tiny_lung_bundle(tmp_path, "tiny_25d", 2.0, {"single_slice_model": "tiny_2d"})))
+    alone = LungModel.load(str(flat))
+    assert context.runs_for(1) is context.single and context.runs_for(2) is context
+    assert context.single.name == "tiny_2d" and alone.runs_for(1) is alone
+    hu = np.full((3, 40, 40), -1000, np.int16)
+    hu[:, 5:35, 5:35] = 40
+    hu[:, 10:30, 8:18] = -850
+    one = hu[1:2]
+    assert np.array_equal(context.probabilities(one, True, slice_mm=3.0), alone.probabilities(one, True))
+    own = context.probabilities(hu, True, slice_mm=3.0)[1:2]
+    assert not np.array_equal(own, alone.probabilities(one, True))  # the volume's slice: the 2.5D network
+
+
+def test_a_2_5d_card_must_name_a_2d_single_slice_model(tmp_path):
+    _tiny_lung_bundle(tmp_path, "other_25d", 2.0)
+    card = _tiny_lung_bundle(tmp_path, "bad_25d", 2.0, {"single_slice_model": "other_25d"})
+    with pytest.raises(CovidSegError, match="has context itself"):
+        LungModel.load(str(card))
+    bad = json.loads(card.read_text())
+    bad["preprocessing"]["single_slice_model"] = "../elsewhere/model"
+    card.write_text(json.dumps(bad))
+    with pytest.raises(CovidSegError, match="single_slice_model"):
+        LungModel.load(str(card))

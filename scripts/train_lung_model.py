@@ -133,6 +133,7 @@ def main() -> int:
     ap.add_argument("--repeat-medseg", type=int, default=3, help="epoch repeats of the MedSeg slices")
     ap.add_argument("--opacity", type=float, default=0.0,
                     help="probability of synthetic opacities painted inside the lung (training/opacity.py)")
+    ap.add_argument("--seed", type=int, default=CONFIG["seed"], help="initialisation and augmentation seed")
     ap.add_argument("--no-final", action="store_true", help="cross-validation only")
     ap.add_argument("--card-only", type=Path, help="rewrite this bundle card's CV metrics from OUT/cv and stop")
     args = ap.parse_args()
@@ -142,7 +143,7 @@ def main() -> int:
         print(json.dumps(card["metrics"]["cv"]["dice"]), card["metrics"]["cv_per_fold_dice"])
         return 0
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig.from_dict({**CONFIG, "epochs": args.epochs, "crop": args.crop,
+    cfg = TrainConfig.from_dict({**CONFIG, "epochs": args.epochs, "crop": args.crop, "seed": args.seed,
                                  "model": {**CONFIG["model"], "base": args.base},
                                  "augment": {**CONFIG["augment"], "opacity": args.opacity},
                                  "input": {**CONFIG["input"], "size": args.size, "context_mm": args.context_mm}})

@@ -47,6 +47,11 @@ def from_lps(array: np.ndarray, volume: Volume) -> np.ndarray:
     return np.asarray(array)[_flip_index(flips)].transpose(np.argsort(perm))
 
 
+def axial_slices(volume: Volume) -> int:
+    """The number of axial slices of a volume stored in any array order."""
+    return int(volume.shape[_lps_axes(tuple(volume.direction))[0][0]])
+
+
 def lps_view(volume: Volume) -> Volume:
     """``orient_lps(volume)`` without copying the voxels: the array is ``to_lps``'s view, the
     geometry the one ``sitk.DICOMOrient(.., "LPS")`` gives (tested equal)."""

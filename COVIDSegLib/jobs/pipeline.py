@@ -11,6 +11,7 @@ from typing import Dict, List, Optional, Tuple
 from .. import __version__
 from ..errors import InputError
 from ..io.files import read_volume, write_json, write_labels, write_seg_nrrd
+from ..io.orientation import axial_slices
 from ..io.paths import LUNGS_OUTPUTS, SEGMENT_OUTPUTS, stem_of
 from ..io.validate import check_volume
 from ..labels import names_for
@@ -96,7 +97,7 @@ def segment_file(path: str, out_dir: Path, segmenter, opts: FileOptions = FileOp
     report = quantify(result.labels, volume, result.calibration)
     names = names_for(segmenter.bundle.card["task"])
     meta = {"input": str(path), "model": segmenter.bundle.name, "model_sha256": segmenter.bundle.card["sha256"],
-            "lung_method": segmenter.lung_method,  # "lungs" is the per-side figures
+            "lung_method": segmenter.lung_method_for(axial_slices(volume)),  # "lungs": the per-side figures
             "class_method": segmenter.class_method, "postprocessing": segmenter.postprocessing,
             "device": result.device, "precision": result.precision,
             "slices_segmented": result.slices_run, "seconds": round(time.time() - start, 2),

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from ..bundle import ModelBundle, find_bundle, load_bundle
+from ..bundle import ModelBundle, companion_bundle, find_bundle, load_bundle
 from ..errors import CovidSegError
 from ..inference.predict2d import batch_probabilities, pick_device, use_bf16
 from ..models.fold import fold_batchnorm
@@ -43,8 +43,15 @@ def load_lung_model(choice: str = "auto", device: str = "cpu", precision: str = 
     return None if path is None else LungModel.load(path, device, precision)
 
 
+MIN_CONTEXT_SLICES = 2  # fewer: a model with context hands the volume to its card's single-slice model
+
+
 class LungModel:
-    """``LungModel(bundle).probabilities(lps_slices, is_hu)``; reusable across volumes."""
+    """``LungModel(bundle).probabilities(lps_slices, is_hu)``; reusable across volumes.
+
+    A model with context (2.5D) whose card names ``preprocessing.single_slice_model`` hands
+    one-slice inputs to that 2D model: with no neighbour, all three input channels would be the
+    slice itself, which the 2.5D network saw in only a fifth of its training (docs/LUNGS.md)."""
 
     def __init__(self, bundle: ModelBundle, device: str = "cpu", batch_size: int = 16, precision: str = "auto"):
         if bundle.card.get("task") != "lungs":
@@ -55,6 +62,12 @@ class LungModel:
         self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
         self.batch_size = max(1, int(batch_size))
         self.bf16 = use_bf16(self.device, precision)
+        self.single: Optional[LungModel] = None
+        single = bundle.card["preprocessing"].get("single_slice_model")
+        if single and self.spec.context_mm > 0:
+            self.single = LungModel(companion_bundle(bundle, single), device, batch_size, precision)
+            if self.single.spec.context_mm > 0:
+                raise CovidSegError(f"{bundle.card_path}: single-slice model {single!r} has context itself")
 
     @classmethod
     def load(cls, ref: str, device: str = "cpu", precision: str = "auto") -> "LungModel":
@@ -64,10 +77,16 @@ class LungModel:
     def name(self) -> str:
         return self.bundle.name
 
+    def runs_for(self, n_slices: int) -> "LungModel":
+        """The model that segments a volume of ``n_slices`` axial slices: this one, or its single-slice model."""
+        return self.single if self.single is not None and n_slices < MIN_CONTEXT_SLICES else self
+
     def probabilities(self, lps: np.ndarray, is_hu: bool, progress: ProgressCallback = no_progress,
                       cancel: Optional[CancelToken] = None, slice_mm: float = 0.0) -> np.ndarray:
         """Lung probability (uint8, x 255) of every voxel of ``lps`` (LPS order; HU, or 8-bit
         values when not ``is_hu``); ``slice_mm``: the slice spacing, for a model with context."""
+        if self.runs_for(len(lps)) is not self:
+            return self.single.probabilities(lps, is_hu, progress, cancel, slice_mm)
         out = np.zeros(lps.shape, np.uint8)
         if not len(lps):
             return out
