@@ -50,6 +50,21 @@ def test_lung_space_ignores_padding_values_and_keeps_shape():
     assert np.array_equal(a, b)  # -2048 is clipped to -1024: the same image
 
 
+def test_a_cut_lung_runs_on_into_the_letterbox_padding():
+    """A non-square slice is padded by repeating its edge columns: a body cut by the right edge runs
+    on beyond it, chest wall bright and lung dark, instead of meeting air padding there."""
+    hu = np.full((140, 100), -1024.0)
+    hu[10:130, 10:] = 40.0  # the body, cut by the right edge
+    hu[30:110, 60:] = -850.0  # a lung, cut too
+    a, info = to_lung_space(hu, is_hu=True)
+    right_pad = a[:, info.left + info.width:]
+    assert info.left > 10 and right_pad.shape[1] > 10
+    y = lambda r: int(info.top + r / info.scale)  # noqa: E731 (original row -> letterbox row)
+    wall, lung = right_pad[y(15):y(25)], right_pad[y(50):y(90)]
+    assert wall.min() > 128 and lung.max() < 0.5 * wall.min()
+    assert a[:, :info.left].max() < 0.5 * wall.min()  # the uncut left edge is air, as before
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.integers(0, 9), min_size=12, max_size=60), st.integers(2, 4), st.integers(0, 5))
 def test_group_folds_never_split_a_patient(groups, k, seed):

@@ -14,7 +14,7 @@ from COVIDSegLib.bundle import load_bundle
 from COVIDSegLib.cli.commands import main
 from COVIDSegLib.inference.segmenter import InferenceOptions, Segmenter
 from COVIDSegLib.io.files import read_seg_nrrd, read_volume
-from COVIDSegLib.io.orientation import from_lps, lps_view, orient_lps, to_lps
+from COVIDSegLib.io.orientation import axial_slices, from_lps, lps_view, orient_lps, to_lps
 from COVIDSegLib.io.paths import stem_of
 from COVIDSegLib.training.metrics import binary_metrics
 
@@ -269,6 +269,7 @@ def test_to_lps_views_equal_dicomorient(seed):
     assert np.shares_memory(lps, array)
     np.testing.assert_array_equal(from_lps(lps, volume), array)
     view, oriented = lps_view(volume), orient_lps(volume)  # the same, with the geometry
+    assert axial_slices(volume) == expected.shape[0]
     assert np.shares_memory(view.array, array) and np.array_equal(view.array, oriented.array)
     for key in ("spacing", "origin", "direction"):
         np.testing.assert_allclose(getattr(view, key), getattr(oriented, key), atol=1e-9)
@@ -345,3 +346,11 @@ def test_report_names_the_lung_method_beside_the_per_side_figures(capsys, tmp_pa
     report = json.loads((tmp_path / f"{stem_of(CT)}.report.json").read_text())
     assert rc == 0 and report["lung_method"] == "model covidseg_lungs"
     assert set(report["lungs"]) == {"left", "right"}
+
+
+def test_a_single_slice_is_segmented_by_the_2d_lung_model(capsys, tmp_path):
+    """The shipped lung model is 2.5D; its card hands one-slice inputs to ``covidseg_lungs_2d``
+    (docs/LUNGS.md, 0.18.0), and the report names the network that ran."""
+    rc = main(["segment", "-q", str(SLICE), "-o", str(tmp_path), "--model", MODEL])
+    report = json.loads((tmp_path / f"{stem_of(SLICE)}.report.json").read_text())
+    assert rc == 0 and report["lung_method"] == "model covidseg_lungs_2d"

@@ -85,14 +85,23 @@ def to_lung_space(slice_values: np.ndarray, is_hu: bool) -> tuple[np.ndarray, Le
 
 def slices_to_lung_space(values: np.ndarray, is_hu: bool) -> tuple[np.ndarray, LetterboxInfo]:
     """(n, y, x) slices of one volume -> ((n, 256, 256) float32 in 0..255, their common
-    letterbox); each slice is padded with its own minimum, then min-max and CLAHE per slice."""
+    letterbox); then min-max and CLAHE per slice.
+
+    A non-square slice is padded by repeating its edge rows or columns (0.18.0), not with air: a
+    lung cut by a cropped field of view then runs on to the image border, as in the training
+    slices zoomed in, instead of meeting "air outside the body" (with air padding the lung
+    models dropped such lungs at one edge; docs/LUNGS.md). An uncut slice's edge is air anyway."""
     a = np.asarray(values, dtype=np.float32)
     if is_hu:
         a = np.stack([unpad(s) for s in np.clip(a, *HU_RANGE)])
     boxed, info = letterbox(a, SIZE, order=1, pad_value=np.nan)
+    top, left, height, width = info.top, info.left, info.height, info.width
+    if (height, width) != (SIZE, SIZE):
+        boxed = np.pad(boxed[:, top:top + height, left:left + width],
+                       ((0, 0), (top, SIZE - top - height), (left, SIZE - left - width)), mode="edge")
     out = np.empty(boxed.shape, np.float32)
-    for i, (plane, lo) in enumerate(zip(boxed, a.reshape(len(a), -1).min(axis=1))):
-        out[i] = clahe_opencv(minmax_uint8(np.where(np.isnan(plane), lo, plane)))
+    for i, plane in enumerate(boxed):
+        out[i] = clahe_opencv(minmax_uint8(plane))
     return out, info
 
 
