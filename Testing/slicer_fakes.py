@@ -52,6 +52,9 @@ class FakeSegmenter:
     def bundle(self) -> FakeBundle:
         return FakeBundle(self.task)
 
+    def lung_method_for(self, n_slices: int) -> str:
+        return self.lung_method
+
     def segment(self, volume: Volume, progress: ProgressCallback = no_progress,
                 cancel: Optional[CancelToken] = None) -> Segmentation:
         self.calls.append(volume.shape)

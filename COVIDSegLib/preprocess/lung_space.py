@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..morphology import convex_hull_2d, largest_per_slice, opening_inplane
 from .transforms import LetterboxInfo, letterbox
 
 SIZE = 256
@@ -87,22 +88,34 @@ def slices_to_lung_space(values: np.ndarray, is_hu: bool) -> tuple[np.ndarray, L
     """(n, y, x) slices of one volume -> ((n, 256, 256) float32 in 0..255, their common
     letterbox); then min-max and CLAHE per slice.
 
-    A non-square slice is padded by repeating its edge rows or columns (0.18.0), not with air: a
-    lung cut by a cropped field of view then runs on to the image border, as in the training
-    slices zoomed in, instead of meeting "air outside the body" (with air padding the lung
-    models dropped such lungs at one edge; docs/LUNGS.md). An uncut slice's edge is air anyway."""
+    A non-square HU slice is padded by repeating its edge rows or columns where they cross the
+    patient (the convex hull of the body), with air elsewhere (0.18.0). A lung cut by a cropped
+    field of view then runs on to the border of the network's input, as in the training slices
+    zoomed in, instead of meeting "air outside the body" (the lung models dropped such lungs
+    along one edge). The table, detached from the body, is not repeated. 8-bit slices are padded
+    with air."""
     a = np.asarray(values, dtype=np.float32)
     if is_hu:
         a = np.stack([unpad(s) for s in np.clip(a, *HU_RANGE)])
     boxed, info = letterbox(a, SIZE, order=1, pad_value=np.nan)
-    top, left, height, width = info.top, info.left, info.height, info.width
-    if (height, width) != (SIZE, SIZE):
-        boxed = np.pad(boxed[:, top:top + height, left:left + width],
-                       ((0, 0), (top, SIZE - top - height), (left, SIZE - left - width)), mode="edge")
+    air = a.reshape(len(a), -1).min(axis=1)[:, None, None]
+    if is_hu and (info.height, info.width) != (SIZE, SIZE):
+        inner = (slice(None), slice(info.top, info.top + info.height), slice(info.left, info.left + info.width))
+        pads = ((0, 0), (info.top, SIZE - info.top - info.height), (info.left, SIZE - info.left - info.width))
+        patient = np.pad(letterbox(patient_hull(a), SIZE, order=0)[0][inner], pads, mode="edge")
+        boxed = np.where(np.isnan(boxed) & ~patient, air, np.pad(boxed[inner], pads, mode="edge"))
+    boxed = np.where(np.isnan(boxed), air, boxed)
     out = np.empty(boxed.shape, np.float32)
     for i, plane in enumerate(boxed):
         out[i] = clahe_opencv(minmax_uint8(plane))
     return out, info
+
+
+def patient_hull(hu: np.ndarray) -> np.ndarray:
+    """Per slice, the convex hull of the body: tissue above -500 HU, thin attachments (the table)
+    opened away, the largest piece."""
+    body = largest_per_slice(opening_inplane(np.asarray(hu) > -500.0, 2))
+    return np.stack([convex_hull_2d(b) if b.any() else b for b in body])
 
 
 def volume_slices(stored: np.ndarray, is_hu: bool) -> np.ndarray:
