@@ -33,9 +33,12 @@ from COVIDSegLib.training.trainer import TrainConfig  # noqa: E402
 from COVIDSegLib.training.training_data import prepare_set  # noqa: E402
 
 
-def fold_probabilities(run: Path, fold: int, test) -> list:
+def run_config(run: Path) -> TrainConfig:
+    return TrainConfig.from_dict(json.loads((run / "cv" / "cv_summary.json").read_text(encoding="utf-8"))["config"])
+
+
+def fold_probabilities(run: Path, cfg: TrainConfig, fold: int, test) -> list:
     """Full-size probability maps of ``run``'s fold model on the held-out samples ``test``."""
-    cfg = TrainConfig.from_dict(json.loads((run / "cv" / "cv_summary.json").read_text(encoding="utf-8"))["config"])
     model = build_model(cfg.model_config())
     model.load_state_dict(load_file(str(run / "cv" / f"fold{fold}" / "best.safetensors")))
     data = prepare_set(test, InputSpec.from_dict(cfg.input))
@@ -57,12 +60,13 @@ def main() -> int:
     for spec in args.negative:
         samples += lung_free_slices(spec, args.repeat_negatives)
     kept, _ = keep_clean(samples, 2, Path("runs") / "ensemble_cv")
+    configs = [run_config(run) for run in args.runs]
     names = [r.name for r in args.runs] + ["ensemble"]
     dice = {n: [] for n in names}
     ids = []
     for fold, (_, test_idx) in enumerate(sample_folds(kept, args.k, 0)):
         test = [kept[j] for j in test_idx if not kept[j].id.startswith("neg_")]
-        per_run = [fold_probabilities(run, fold, test) for run in args.runs]
+        per_run = [fold_probabilities(run, cfg, fold, test) for run, cfg in zip(args.runs, configs)]
         for i, s in enumerate(test):
             maps = [p[i] for p in per_run] + [np.mean([p[i] for p in per_run], axis=0)]
             for n, m in zip(names, maps):

@@ -15,16 +15,15 @@ import numpy as np
 import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from evaluate_lungs import dice  # noqa: E402
 
 from COVIDSegLib.lungs.lung_model import LungModel  # noqa: E402
 from COVIDSegLib.lungs.segment import segment_lungs  # noqa: E402
 from COVIDSegLib.volume import Volume  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hu-volumes"
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return float(2 * np.count_nonzero(a & b) / max(1, np.count_nonzero(a) + np.count_nonzero(b)))
 
 
 def resampled(image: sitk.Image, thickness: float, interpolator) -> sitk.Image:

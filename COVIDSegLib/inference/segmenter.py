@@ -22,7 +22,7 @@ from .. import morphology as morph
 from ..bundle import ModelBundle, intensity_space
 from ..errors import CovidSegError
 from ..io.orientation import from_lps, lps_spacing_zyx, to_lps
-from ..lungs.lung_model import MIN_CONTEXT_SLICES, load_lung_model
+from ..lungs.lung_model import load_lung_model
 from ..lungs.segment import segment_lungs
 from ..models.fold import fold_batchnorm
 from ..names import DECISIONS, DEFAULT_DECISION, LESION_THRESHOLD
@@ -119,11 +119,6 @@ class Segmenter:
         """The bundle ``model`` (name or card path) loaded onto ``device`` (default: ``options.device``)."""
         from ..bundle import load_bundle
         return cls(load_bundle(model, pick_device(device or options.device)), options)
-
-    @property
-    def lung_method(self) -> str:
-        """What finds the lungs of a volume, for reports."""
-        return self.lung_method_for(MIN_CONTEXT_SLICES)
 
     def lung_method_for(self, n_slices: int) -> str:
         """What finds the lungs of a volume of ``n_slices`` axial slices (a 2.5D lung model hands
