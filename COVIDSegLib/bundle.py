@@ -160,7 +160,11 @@ def bundle_for_space(bundle: ModelBundle, space: str, device: Union[str, "torch.
 def companion_bundle(bundle: ModelBundle, name: str, device: Union[str, "torch.device"] = "cpu") -> ModelBundle:
     """The bundle ``name`` that ``bundle``'s card names (looked up beside the card first), hash-checked."""
     beside = Path(bundle.card_path).parent / f"{name}.json"
-    return load_bundle(beside if beside.is_file() else name, device)
+    try:
+        return load_bundle(beside if beside.is_file() else name, device)
+    except CovidSegError as err:  # name the card that points at it, not only the missing model
+        raise CovidSegError(f"{bundle.card_path}: companion model {name!r} named by this card cannot be "
+                            f"loaded: {err}") from err
 
 
 def list_bundles() -> List[dict]:

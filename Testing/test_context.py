@@ -116,3 +116,10 @@ def test_a_2_5d_card_must_name_a_2d_single_slice_model(tmp_path):
     card.write_text(json.dumps(bad))
     with pytest.raises(CovidSegError, match="single_slice_model"):
         LungModel.load(str(card))
+
+
+def test_a_missing_single_slice_model_is_named_with_the_card_that_names_it(tmp_path):
+    card = _tiny_lung_bundle(tmp_path, "lonely_25d", 2.0, {"single_slice_model": "no_such_2d"})
+    with pytest.raises(CovidSegError) as err:
+        LungModel.load(str(card))
+    assert str(card) in str(err.value) and "'no_such_2d'" in str(err.value) and len(str(err.value).splitlines()) == 1
