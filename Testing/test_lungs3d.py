@@ -145,6 +145,30 @@ def test_air_around_the_body_taken_by_the_mask_is_not_lung():
         assert (labels[truth[side]] == value).mean() > 0.95, side
 
 
+def test_lung_dense_material_around_a_body_in_view_is_not_lung_but_a_cut_body_sets_no_bound():
+    """A cushion under the back (-870 HU, as dense as lung, not pure gas) that the mask took with
+    the lungs is dropped when the body lies wholly in view (the convex hull of the body bounds the
+    lungs); when the field of view cuts the body, no bound is set and the lungs stay whole."""
+    z, y, x = np.mgrid[0:30, 0:90, 0:110]
+    hu = np.full(z.shape, -1000.0)
+    body = ((y - 40) / 36.0) ** 2 + ((x - 55) / 50.0) ** 2 <= 1
+    hu[body] = 40.0
+    truth = {"right": (z >= 10) & (((y - 40) / 26.0) ** 2 + ((x - 30) / 17.0) ** 2 <= 1),
+             "left": (z >= 10) & (((y - 40) / 26.0) ** 2 + ((x - 80) / 17.0) ** 2 <= 1)}
+    hu[truth["right"] | truth["left"]] = -850.0
+    cushion = (z >= 10) & ~body & (y >= 70) & (y <= 80) & (x >= 5) & (x <= 50)
+    hu[cushion] = -870.0
+    mask = truth["right"] | truth["left"] | (cushion & (x <= 30))
+    labels = lungs_from_mask(mask, hu, _x_mm(hu.shape), np.zeros(hu.shape, bool), SPACING_ZYX)
+    assert not (labels[cushion] > 0).any()
+    for side, value in (("right", RIGHT_LUNG), ("left", LEFT_LUNG)):
+        assert (labels[truth[side]] == value).mean() > 0.9, side
+    cut = (slice(None), slice(20, 60), slice(22, 88))  # both lungs and the body cut by every side
+    labels = lungs_from_mask(mask[cut], hu[cut], _x_mm(hu[cut].shape), np.zeros(hu[cut].shape, bool), SPACING_ZYX)
+    for side, value in (("right", RIGHT_LUNG), ("left", LEFT_LUNG)):
+        assert (labels[truth[side][cut]] == value).mean() > 0.9, side
+
+
 def test_outside_air_is_the_gas_joined_to_the_border_within_each_slice():
     hu = np.full((2, 20, 20), 40.0)
     hu[:, :3] = -1000.0   # around the body

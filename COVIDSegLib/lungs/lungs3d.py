@@ -22,7 +22,10 @@ Before step 1 the mask grows into the aerated voxels connected to it (not into a
 pure gas): the thin crescents of the bases behind the diaphragm's domes, which
 a 2D model sees poorly, belong to the lung beside them (``grow_into_aerated``).
 
-Nothing is clipped at the image edge, and no convex hull is used.
+After growth, on slices where the body lies wholly in view, lung is kept only inside the body
+(its tissue with the holes filled; the lungs are such holes): material around the patient as dense
+as lung (cushions, blankets, noisy air) is not lung. Where the field of view cuts the body there is
+no bound, nothing is clipped at the image edge, and no convex hull is used.
 """
 from __future__ import annotations
 
@@ -231,6 +234,19 @@ def peel_partial_volume_rim(mask: np.ndarray, hu: np.ndarray, params: Lungs3DPar
     return out
 
 
+def inside_patient(hu: np.ndarray, mask: np.ndarray, body_hu: float) -> np.ndarray:
+    """Where lung may lie: on slices where ``mask`` has voxels and the body lies wholly in view, the
+    body (the largest piece of tissue above ``body_hu``) with its holes filled, the lungs being
+    holes in it; everywhere else (the body cut by the field of view) no bound."""
+    inside = np.ones(mask.shape, bool)
+    zs = np.flatnonzero(mask.any(axis=(1, 2)))
+    if len(zs):
+        body = morph.fill_holes_per_slice(morph.largest_per_slice(hu[zs] > body_hu))
+        cut = body[:, [0, -1]].any(axis=(1, 2)) | body[:, :, [0, -1]].any(axis=(1, 2))
+        inside[zs[~cut]] = body[~cut]
+    return inside
+
+
 def lungs_from_mask(mask: np.ndarray, hu: np.ndarray, x_mm: np.ndarray, airways: np.ndarray,
                     spacing_zyx: Tuple[float, float, float],
                     params: Lungs3DParams = Lungs3DParams()) -> np.ndarray:
@@ -239,6 +255,7 @@ def lungs_from_mask(mask: np.ndarray, hu: np.ndarray, x_mm: np.ndarray, airways:
         return np.zeros(mask.shape, np.uint8)
     mask = mask & ~airways & ~gas_pockets(mask, hu, params)
     mask = grow_into_aerated(mask & ~airless_pieces(mask, hu, params), hu, airways, params)
+    mask &= inside_patient(hu, mask, params.body_hu)
     lung = peel_partial_volume_rim(keep_lung_components(mask, hu, spacing_zyx, params), hu, params)
     if not lung.any():
         return np.zeros(mask.shape, np.uint8)
