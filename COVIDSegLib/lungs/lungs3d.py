@@ -241,9 +241,10 @@ def inside_patient(hu: np.ndarray, mask: np.ndarray, body_hu: float) -> np.ndarr
     inside = np.ones(mask.shape, bool)
     zs = np.flatnonzero(mask.any(axis=(1, 2)))
     if len(zs):
-        body = morph.fill_holes_per_slice(morph.largest_per_slice(hu[zs] > body_hu))
-        cut = body[:, [0, -1]].any(axis=(1, 2)) | body[:, :, [0, -1]].any(axis=(1, 2))
-        inside[zs[~cut]] = body[~cut]
+        body = morph.largest_per_slice(hu[zs] > body_hu)
+        whole = ~(body[:, [0, -1]].any(axis=(1, 2)) | body[:, :, [0, -1]].any(axis=(1, 2)))
+        if whole.any():
+            inside[zs[whole]] = morph.fill_holes_per_slice(body[whole])
     return inside
 
 
