@@ -148,9 +148,10 @@ def test_air_around_the_body_taken_by_the_mask_is_not_lung():
 def test_lung_dense_material_around_a_body_in_view_is_not_lung_but_a_cut_body_sets_no_bound():
     """A cushion under the back (-870 HU, as dense as lung, not pure gas) that the mask took with
     the lungs is dropped when the body lies wholly in view (the convex hull of the body bounds the
-    lungs); when the field of view cuts the body, no bound is set and the lungs stay whole."""
+    lungs); when the field of view (a round one, or the image border) cuts the body, no bound is set
+    and the lungs stay whole."""
     z, y, x = np.mgrid[0:30, 0:90, 0:110]
-    hu = np.full(z.shape, -1000.0)
+    hu = np.random.default_rng(2).normal(-1000.0, 20.0, z.shape)  # measured air is noisy, padding flat
     body = ((y - 40) / 36.0) ** 2 + ((x - 55) / 50.0) ** 2 <= 1
     hu[body] = 40.0
     truth = {"right": (z >= 10) & (((y - 40) / 26.0) ** 2 + ((x - 30) / 17.0) ** 2 <= 1),
@@ -163,6 +164,11 @@ def test_lung_dense_material_around_a_body_in_view_is_not_lung_but_a_cut_body_se
     assert not (labels[cushion] > 0).any()
     for side, value in (("right", RIGHT_LUNG), ("left", LEFT_LUNG)):
         assert (labels[truth[side]] == value).mean() > 0.9, side
+    fov = ((y - 45) ** 2 + (x - 55) ** 2 > 38 ** 2)  # a round field of view cutting both lungs
+    labels = lungs_from_mask(mask & ~fov, np.where(fov, -2048.0, hu), _x_mm(hu.shape), np.zeros(hu.shape, bool),
+                             SPACING_ZYX)
+    for side, value in (("right", RIGHT_LUNG), ("left", LEFT_LUNG)):
+        assert (labels[truth[side] & ~fov] == value).mean() > 0.9, side
     cut = (slice(None), slice(20, 60), slice(22, 88))  # both lungs and the body cut by every side
     labels = lungs_from_mask(mask[cut], hu[cut], _x_mm(hu[cut].shape), np.zeros(hu[cut].shape, bool), SPACING_ZYX)
     for side, value in (("right", RIGHT_LUNG), ("left", LEFT_LUNG)):

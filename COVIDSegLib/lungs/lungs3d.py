@@ -24,8 +24,9 @@ a 2D model sees poorly, belong to the lung beside them (``grow_into_aerated``).
 
 After growth, on slices where the body lies wholly in view, lung is kept only inside the body
 (its tissue with the holes filled; the lungs are such holes): material around the patient as dense
-as lung (cushions, blankets, noisy air) is not lung. Where the field of view cuts the body there is
-no bound, nothing is clipped at the image edge, and no convex hull is used.
+as lung (cushions, blankets, noisy air) is not lung. Where the field of view (the image border or the
+padding of a round field of view) cuts the body there is no bound, nothing is clipped at the image
+edge, and no convex hull is used.
 """
 from __future__ import annotations
 
@@ -234,15 +235,30 @@ def peel_partial_volume_rim(mask: np.ndarray, hu: np.ndarray, params: Lungs3DPar
     return out
 
 
+def flat_padding(hu: np.ndarray) -> np.ndarray:
+    """Per slice, the region outside a round field of view: the pixels of exactly the value the four
+    corners share, joined to a corner (none where the corners differ, as in measured air)."""
+    pad = np.zeros(hu.shape, bool)
+    for z, plane in enumerate(hu):
+        corners = plane[[0, 0, -1, -1], [0, -1, 0, -1]]
+        if np.all(corners == corners[0]):
+            flat, _ = ndimage.label(plane == corners[0])
+            pad[z] = np.isin(flat, np.unique(flat[[0, 0, -1, -1], [0, -1, 0, -1]]))
+    return pad
+
+
 def inside_patient(hu: np.ndarray, mask: np.ndarray, body_hu: float) -> np.ndarray:
-    """Where lung may lie: on slices where ``mask`` has voxels and the body lies wholly in view, the
-    body (the largest piece of tissue above ``body_hu``) with its holes filled, the lungs being
-    holes in it; everywhere else (the body cut by the field of view) no bound."""
+    """Where lung may lie: on slices where ``mask`` has voxels and the body lies wholly in view (it
+    touches neither the image border nor the padding of a round field of view), the body (the
+    largest piece of tissue above ``body_hu``) with its holes filled, the lungs being holes in it;
+    everywhere else no bound."""
     inside = np.ones(mask.shape, bool)
     zs = np.flatnonzero(mask.any(axis=(1, 2)))
     if len(zs):
         body = morph.largest_per_slice(hu[zs] > body_hu)
-        whole = ~(body[:, [0, -1]].any(axis=(1, 2)) | body[:, :, [0, -1]].any(axis=(1, 2)))
+        view_edge = ndimage.binary_dilation(flat_padding(hu[zs]), PLANE)
+        view_edge[:, [0, -1]] = view_edge[:, :, [0, -1]] = True
+        whole = ~(body & view_edge).any(axis=(1, 2))
         if whole.any():
             inside[zs[whole]] = morph.fill_holes_per_slice(body[whole])
     return inside
