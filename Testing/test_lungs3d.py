@@ -147,7 +147,7 @@ def test_air_around_the_body_taken_by_the_mask_is_not_lung():
 
 def test_lung_dense_material_around_a_body_in_view_is_not_lung_but_a_cut_body_sets_no_bound():
     """A cushion under the back (-870 HU, as dense as lung, not pure gas) that the mask took with
-    the lungs is dropped when the body lies wholly in view (the convex hull of the body bounds the
+    the lungs is dropped when the body lies wholly in view (the body, its holes filled, bounds the
     lungs); when the field of view (a round one, or the image border) cuts the body, no bound is set
     and the lungs stay whole."""
     z, y, x = np.mgrid[0:30, 0:90, 0:110]

@@ -38,6 +38,7 @@ from scipy import ndimage
 
 from .. import morphology as morph
 from ..labels import LEFT_LUNG, RIGHT_LUNG
+from ..preprocess.lung_space import corner_padding
 
 FACE = ndimage.generate_binary_structure(3, 1)  # the six face neighbours
 PLANE = np.zeros((3, 3, 3), bool)  # the four in-plane face neighbours: each slice on its own
@@ -235,18 +236,6 @@ def peel_partial_volume_rim(mask: np.ndarray, hu: np.ndarray, params: Lungs3DPar
     return out
 
 
-def flat_padding(hu: np.ndarray) -> np.ndarray:
-    """Per slice, the region outside a round field of view: the pixels of exactly the value the four
-    corners share, joined to a corner (none where the corners differ, as in measured air)."""
-    pad = np.zeros(hu.shape, bool)
-    for z, plane in enumerate(hu):
-        corners = plane[[0, 0, -1, -1], [0, -1, 0, -1]]
-        if np.all(corners == corners[0]):
-            flat, _ = ndimage.label(plane == corners[0])
-            pad[z] = np.isin(flat, np.unique(flat[[0, 0, -1, -1], [0, -1, 0, -1]]))
-    return pad
-
-
 def inside_patient(hu: np.ndarray, mask: np.ndarray, body_hu: float) -> np.ndarray:
     """Where lung may lie: on slices where ``mask`` has voxels and the body lies wholly in view (it
     touches neither the image border nor the padding of a round field of view), the body (the
@@ -256,7 +245,7 @@ def inside_patient(hu: np.ndarray, mask: np.ndarray, body_hu: float) -> np.ndarr
     zs = np.flatnonzero(mask.any(axis=(1, 2)))
     if len(zs):
         body = morph.largest_per_slice(hu[zs] > body_hu)
-        view_edge = ndimage.binary_dilation(flat_padding(hu[zs]), PLANE)
+        view_edge = ndimage.binary_dilation(np.stack([corner_padding(p) for p in hu[zs]]), PLANE)
         view_edge[:, [0, -1]] = view_edge[:, :, [0, -1]] = True
         whole = ~(body & view_edge).any(axis=(1, 2))
         if whole.any():

@@ -67,15 +67,23 @@ def minmax_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
+def corner_padding(plane: np.ndarray) -> np.ndarray:
+    """The padding outside a round field of view: the pixels of exactly the value the four corners
+    share, joined to a corner (none where the corners differ, as in measured, noisy air)."""
+    corners = plane[[0, 0, -1, -1], [0, -1, 0, -1]]
+    if not np.all(corners == corners[0]):
+        return np.zeros(plane.shape, bool)
+    flat, _ = ndimage.label(plane == corners[0])
+    return np.isin(flat, np.unique(flat[[0, 0, -1, -1], [0, -1, 0, -1]]))
+
+
 def unpad(hu: np.ndarray, air: float = HU_RANGE[0]) -> np.ndarray:
     """A slice whose corners share one non-air value (padding outside a round field of view
     stored as 0 or another tissue-like value): that flat corner region becomes air."""
-    corners = {float(hu[0, 0]), float(hu[0, -1]), float(hu[-1, 0]), float(hu[-1, -1])}
-    if len(corners) != 1 or corners.pop() <= -900.0:
+    if float(hu[0, 0]) <= -900.0:
         return hu
-    flat, _ = ndimage.label(hu == hu[0, 0])
-    pad = np.isin(flat, np.unique(flat[[0, 0, -1, -1], [0, -1, 0, -1]]))
-    return np.where(pad, air, hu).astype(np.float32)
+    pad = corner_padding(hu)
+    return np.where(pad, air, hu).astype(np.float32) if pad.any() else hu
 
 
 def to_lung_space(slice_values: np.ndarray, is_hu: bool) -> tuple[np.ndarray, LetterboxInfo]:
