@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from COVIDSegLib import morphology as morph
 from COVIDSegLib.cli.commands import main
 from COVIDSegLib.io.files import read_volume
 from COVIDSegLib.lungs.lung_model import load_lung_model
@@ -137,6 +138,23 @@ def test_padding_values_outside_the_field_of_view(model, real, plain, pad):
     s = scores(model, padded, real[1])
     for side in ("both", "left", "right"):
         assert s[side] >= plain[side] - MARGIN, side
+
+
+def test_dicom_series_right_base_sliver_is_found_and_nothing_else(model, real):
+    """The DICOM series (upper abdomen, 2 mm) shows a sliver of the right lung base in its top
+    slices, cut by the scan (0.6 mL: under the 1 mL noise floor for pieces wholly in the scan).
+    It is right lung, in the trunk (not the arm), posterior, and nothing else is lung."""
+    from conftest import SHARED_DATA
+    volume = read_volume(SHARED_DATA / "hu-volumes" / "totalseg_dicom_series")
+    labels = segment_lungs(volume, model=model).array  # DICOM: z, y (anterior->posterior), x (right->left)
+    assert set(np.unique(labels)) == {0, 2}
+    zs, ys, xs = np.nonzero(labels)
+    assert zs.min() >= 10 and 0.2 <= len(zs) * volume.voxel_volume_ml <= 3.0
+    tissue = to_hu(volume).array > -500
+    trunk = morph.fill_holes_per_slice(morph.largest_per_slice(tissue))  # not the arms
+    assert trunk[labels > 0].all()
+    body_x = np.nonzero(trunk[zs.min():].any(axis=(0, 1)))[0]
+    assert xs.max() < body_x.mean() and ys.mean() > labels.shape[1] / 2  # patient's right, posterior
 
 
 def test_abdomen_only_slab_is_a_clear_error(real, model, tmp_path, capsys):

@@ -3,7 +3,8 @@
 All arrays are in LPS order (z inferior -> superior, y anterior -> posterior, x patient's right ->
 left). Steps:
 
-1. 3D connected components (face connectivity); pieces under ``min_ml`` dropped.
+1. 3D connected components (face connectivity); pieces under ``min_ml`` dropped, unless the scan
+   cuts them at its first or last slice (``cut_min_ml``: the tip of a lung base or apex).
 2. A component is lung when it is aerated (soft tissue such as kidney or liver is not), not
    mostly air around the body (pure gas joined to the image border within its slices), not a
    small pocket of pure gas (bowel, stomach), not tiny next to the largest, and reaches within
@@ -47,7 +48,9 @@ PLANE[1] = ndimage.generate_binary_structure(2, 1)
 
 @dataclass(frozen=True)
 class Lungs3DParams:
-    min_ml: float = 1.0           # smaller 3D pieces are noise
+    min_ml: float = 1.0           # smaller 3D pieces are noise ...
+    cut_min_ml: float = 0.5       # ... unless cut by the scan's first or last slice (a base or apex tip)
+    cut_min_slices: int = 3       # over at least this many slices
     keep_share: float = 0.02      # further components kept if >= this share of the largest
     aerated_hu: float = -500.0    # a lung component has voxels below this ...
     min_aerated: float = 0.2      # ... at least this share of them (soft tissue has none)
@@ -119,11 +122,13 @@ def keep_lung_components(mask: np.ndarray, hu: np.ndarray, spacing_zyx: Tuple[fl
     when it is aerated (not soft tissue), not a small pocket of pure gas, large enough, and
     reaches within ``max_drop_mm`` of the lungs' top (the abdomen lies below the diaphragm)."""
     voxel_ml = float(np.prod(spacing_zyx)) / 1000.0
-    labels, sizes = morph.components(mask, max(1, int(np.ceil(params.min_ml / voxel_ml))))
+    floor = min(params.min_ml, params.cut_min_ml)
+    labels, sizes = morph.components(mask, max(1, int(np.ceil(floor / voxel_ml))))
     if not len(sizes):
         return np.zeros(mask.shape, bool)
     t = component_table(labels, len(sizes), hu, params)
-    ok = t["aerated"] >= params.min_aerated
+    ok = (t["voxels"] * voxel_ml >= params.min_ml) | cut_by_scan_end(labels, len(sizes), params.cut_min_slices)
+    ok &= t["aerated"] >= params.min_aerated
     gassy = ok & (t["gas"] >= params.gas_share)
     if gassy.any():
         ok &= ~outside_components(labels, gassy, hu, params)
@@ -136,6 +141,16 @@ def keep_lung_components(mask: np.ndarray, hu: np.ndarray, spacing_zyx: Tuple[fl
         top = t["top"][ok & (t["voxels"] >= params.big_share * largest)].max(initial=t["top"][ok].max())
         ok &= (top - t["top"]) * spacing_zyx[0] <= params.max_drop_mm
     return np.isin(labels, np.flatnonzero(ok) + 1)
+
+
+def cut_by_scan_end(labels: np.ndarray, n: int, min_slices: int) -> np.ndarray:
+    """Per component 1..n: whether it reaches the first or the last slice of a multi-slice scan
+    over at least ``min_slices`` slices: the scan shows only the tip of a lung base or apex, so its
+    size says nothing about noise."""
+    boxes = ndimage.find_objects(labels, n)
+    last = labels.shape[0] - 1
+    return np.array([box is not None and last >= min_slices - 1 and box[0].stop - box[0].start >= min_slices
+                     and (box[0].start == 0 or box[0].stop - 1 == last) for box in boxes], bool)
 
 
 def outside_air(hu: np.ndarray, gas_hu: float) -> np.ndarray:
