@@ -59,6 +59,10 @@ def check_card(card: dict, card_path: Path) -> dict:
     single = preprocessing.get("single_slice_model")
     if single is not None and not (isinstance(single, str) and _NAME.fullmatch(single)):
         _fail(card_path, "'preprocessing.single_slice_model'", f"must be a model name (found {single!r:.40})")
+    members = preprocessing.get("ensemble_with")
+    if members is not None and not (isinstance(members, list) and len(members) <= 4
+                                    and all(isinstance(m, str) and _NAME.fullmatch(m) for m in members)):
+        _fail(card_path, "'preprocessing.ensemble_with'", f"must be a list of up to 4 model names (found {members!r:.40})")
     labels = _mapping(card_path, card.get("labels"), "'labels'")
     for key, entry in labels.items():
         if not key.isdigit() or not 1 <= int(key) <= 255:

@@ -79,10 +79,10 @@ def test_a_lung_model_with_context_trains_and_runs_on_a_volume(tmp_path):
     assert prob.shape == hu.shape and prob.dtype == np.uint8
 
 
-def _tiny_lung_bundle(tmp_path, name: str, context_mm: float, extra: dict = None):
+def _tiny_lung_bundle(tmp_path, name: str, context_mm: float, extra: dict = None, seed: int = 0):
     cfg = TrainConfig(task="lungs", model={"name": "unet", "base": 4},
                       input={"size": 32, "crop_body": False, "clahe": False, "context_mm": context_mm},
-                      epochs=1, batch_size=4, lr=1e-2, seed=0, device="cpu", patience=0, amp=False)
+                      epochs=1, batch_size=4, lr=1e-2, seed=seed, device="cpu", patience=0, amp=False)
     samples = volume_samples(range(4), value=100)
     result = Trainer(cfg, tmp_path / name).fit(prepare_set(samples, InputSpec.from_dict(cfg.input)), None)
     card = make_card(cfg, tmp_path, len(samples), [], result.history, None, {})
@@ -123,3 +123,44 @@ def test_a_missing_single_slice_model_is_named_with_the_card_that_names_it(tmp_p
     with pytest.raises(CovidSegError) as err:
         LungModel.load(str(card))
     assert str(card) in str(err.value) and "'no_such_2d'" in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def _chest(n: int = 3) -> np.ndarray:
+    hu = np.full((n, 40, 40), -1000, np.int16)
+    hu[:, 5:35, 5:35] = 40
+    hu[:, 10:30, 8:18] = -850
+    return hu
+
+
+def test_an_ensemble_card_averages_its_members_probabilities(tmp_path):
+    """A card naming ``ensemble_with`` gives the mean of its own and each member's probabilities on
+    volumes; single slices still go to its single-slice model alone."""
+    flat = LungModel.load(str(_tiny_lung_bundle(tmp_path, "flat_2d", 0.0)))
+    member = LungModel.load(str(_tiny_lung_bundle(tmp_path, "member_25d", 2.0, seed=1)))
+    own_card = _tiny_lung_bundle(tmp_path, "own_25d", 2.0)
+    card = json.loads(own_card.read_text())  # the same network, its card naming the member
+    card["preprocessing"].update(ensemble_with=["member_25d"], single_slice_model="flat_2d")
+    (tmp_path / "pair_25d.json").write_text(json.dumps(card))
+    pair = LungModel.load(str(tmp_path / "pair_25d.json"))
+    assert pair.name == "own_25d+member_25d"
+    hu = _chest()
+    mine = LungModel.load(str(own_card)).probabilities(hu, True, slice_mm=3.0)
+    theirs = member.probabilities(hu, True, slice_mm=3.0)
+    got = pair.probabilities(hu, True, slice_mm=3.0)
+    assert np.abs(got - (mine.astype(float) + theirs) / 2).max() <= 0.5 and not np.array_equal(got, mine)
+    assert np.array_equal(pair.probabilities(hu[1:2], True), flat.probabilities(hu[1:2], True))
+
+
+@pytest.mark.parametrize("member_extra, context", [({"single_slice_model": "flat_2d"}, 2.0), ({}, 0.0)])
+def test_an_ensemble_member_must_be_a_plain_model_of_the_same_kind(tmp_path, member_extra, context):
+    _tiny_lung_bundle(tmp_path, "flat_2d", 0.0)
+    _tiny_lung_bundle(tmp_path, "member", context, member_extra)
+    card = _tiny_lung_bundle(tmp_path, "pair", 2.0, {"ensemble_with": ["member"]})
+    with pytest.raises(CovidSegError, match="ensemble member 'member' must be a plain lung model with context"):
+        LungModel.load(str(card))
+
+
+def test_a_card_with_a_malformed_ensemble_list_is_refused(tmp_path):
+    card = _tiny_lung_bundle(tmp_path, "pair", 2.0, {"ensemble_with": "../other"})
+    with pytest.raises(CovidSegError, match="ensemble_with"):
+        LungModel.load(str(card))

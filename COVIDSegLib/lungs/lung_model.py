@@ -51,7 +51,9 @@ class LungModel:
 
     A model with context (2.5D) whose card names ``preprocessing.single_slice_model`` hands
     one-slice inputs to that 2D model: with no neighbour, all three input channels would be the
-    slice itself, which the 2.5D network saw in only a fifth of its training (docs/LUNGS.md)."""
+    slice itself, which the 2.5D network saw in only a fifth of its training (docs/LUNGS.md).
+    A card naming ``preprocessing.ensemble_with`` (lung models of the same kind) averages their
+    probabilities with its own on the inputs it runs on (docs/LUNGS.md, 0.20.0)."""
 
     def __init__(self, bundle: ModelBundle, device: str = "cpu", batch_size: int = 16, precision: str = "auto"):
         if bundle.card.get("task") != "lungs":
@@ -68,6 +70,12 @@ class LungModel:
             self.single = LungModel(companion_bundle(bundle, single), device, batch_size, precision)
             if self.single.spec.context_mm > 0:
                 raise CovidSegError(f"{bundle.card_path}: single-slice model {single!r} has context itself")
+        self.members = [LungModel(companion_bundle(bundle, other), device, batch_size, precision)
+                        for other in bundle.card["preprocessing"].get("ensemble_with") or []]
+        for member in self.members:
+            if member.members or member.single or (member.spec.context_mm > 0) != (self.spec.context_mm > 0):
+                raise CovidSegError(f"{bundle.card_path}: ensemble member {member.name!r} must be a plain lung "
+                                    f"model {'with' if self.spec.context_mm > 0 else 'without'} context")
 
     @classmethod
     def load(cls, ref: str, device: str = "cpu", precision: str = "auto") -> "LungModel":
@@ -75,7 +83,8 @@ class LungModel:
 
     @property
     def name(self) -> str:
-        return self.bundle.name
+        """The bundle's name, with its ensemble members' ("a+b")."""
+        return "+".join([self.bundle.name] + [m.name for m in self.members])
 
     def runs_for(self, n_slices: int) -> "LungModel":
         """The model that segments a volume of ``n_slices`` axial slices: this one, or its single-slice model."""
@@ -87,6 +96,16 @@ class LungModel:
         values when not ``is_hu``); ``slice_mm``: the slice spacing, for a model with context."""
         if self.runs_for(len(lps)) is not self:
             return self.single.probabilities(lps, is_hu, progress, cancel, slice_mm)
+        out = self._own_probabilities(lps, is_hu, progress, cancel, slice_mm)
+        if self.members:
+            total = out.astype(np.uint16)
+            for member in self.members:
+                total += member.probabilities(lps, is_hu, progress, cancel, slice_mm)
+            out = np.rint(total / (1 + len(self.members))).astype(np.uint8)
+        return out
+
+    def _own_probabilities(self, lps: np.ndarray, is_hu: bool, progress: ProgressCallback,
+                           cancel: Optional[CancelToken], slice_mm: float) -> np.ndarray:
         out = np.zeros(lps.shape, np.uint8)
         if not len(lps):
             return out
