@@ -96,34 +96,35 @@ class LungModel:
         values when not ``is_hu``); ``slice_mm``: the slice spacing, for a model with context."""
         if self.runs_for(len(lps)) is not self:
             return self.single.probabilities(lps, is_hu, progress, cancel, slice_mm)
-        out = self._own_probabilities(lps, is_hu, progress, cancel, slice_mm)
-        if self.members:
-            total = out.astype(np.uint16)
-            for member in self.members:
-                total += member.probabilities(lps, is_hu, progress, cancel, slice_mm)
-            out = np.rint(total / (1 + len(self.members))).astype(np.uint8)
-        return out
-
-    def _own_probabilities(self, lps: np.ndarray, is_hu: bool, progress: ProgressCallback,
-                           cancel: Optional[CancelToken], slice_mm: float) -> np.ndarray:
-        out = np.zeros(lps.shape, np.uint8)
         if not len(lps):
-            return out
-        xs = []
+            return np.zeros(lps.shape, np.uint8)
+        spaced = []  # the lung space (256 px) once for every member; one letterbox for all slices
         for zs in self._batches(len(lps)):
             check(cancel)
-            spaced, info256 = slices_to_lung_space(np.asarray(lps[zs]), is_hu)
-            x, info = letterbox(spaced, self.spec.size, order=1, pad_value=0.0)  # as slice_prep.prepare
+            batch, info256 = slices_to_lung_space(np.asarray(lps[zs]), is_hu)
+            spaced.append((batch.astype(np.uint8), info256))  # CLAHE output: whole numbers 0..255
+        maps = [model._network(spaced, lps.shape, progress, cancel, slice_mm) for model in [self, *self.members]]
+        if len(maps) == 1:
+            return maps[0]
+        return np.rint(np.sum(maps, axis=0, dtype=np.uint16) / len(maps)).astype(np.uint8)
+
+    def _network(self, spaced: list, shape: tuple, progress: ProgressCallback, cancel: Optional[CancelToken],
+                 slice_mm: float) -> np.ndarray:
+        """This network's probabilities from the lung-space batches ``spaced`` of a volume of ``shape``."""
+        xs = []
+        for batch, info256 in spaced:
+            x, info = letterbox(batch.astype(np.float32), self.spec.size, order=1, pad_value=0.0)  # as slice_prep.prepare
             xs.append(np.clip(x / 255.0, 0.0, 1.0).astype(np.float32))
-        inputs = np.concatenate(xs)  # info and info256 are the same for every batch: one slice shape
-        near = neighbour_slices(len(lps), self.spec.context_mm, slice_mm)
-        for zs in self._batches(len(lps)):
+        inputs, info256 = np.concatenate(xs), spaced[0][1]  # one slice shape: the same letterbox for all
+        out = np.zeros(shape, np.uint8)
+        near = neighbour_slices(shape[0], self.spec.context_mm, slice_mm)
+        for zs in self._batches(shape[0]):
             check(cancel)
             x = torch.from_numpy(inputs[zs][:, None] if near is None else inputs[near[zs]])
             prob, _ = batch_probabilities(self.model, x, self.device, bf16=self.bf16)
             full = unletterbox(unletterbox(prob[:, 1], info, order=1), info256, order=1)
             out[zs] = np.rint(np.clip(full, 0.0, 1.0) * 255.0).astype(np.uint8)
-            progress(zs.stop, len(lps), f"lung model {zs.stop}/{len(lps)}")
+            progress(zs.stop, shape[0], f"lung model {self.bundle.name} {zs.stop}/{shape[0]}")
         return out
 
     def _batches(self, n: int):
