@@ -273,24 +273,28 @@ def test_partial_volume_rim_is_peeled_but_consolidation_and_image_edges_are_kept
     assert (off > 0)[rim & above_kidney].mean() > 0.5  # off: the rim stays
 
 
-def _base_tip(slices_above: int, tip_slices: int = 4):
+def _base_tip(slices_above: int, tip_slices: int = 4, gas_beside: bool = False):
     """Soft tissue with a 0.6 mL aerated lung-base tip (4 slices of 6 x 8 voxels at 2 x 1.25 x
-    1.25 mm) under ``slices_above`` further slices of the scan: the tip of a lung cut by the scan."""
+    1.25 mm) under ``slices_above`` further slices of the scan: the tip of a lung cut by the scan;
+    with ``gas_beside``, pure gas along one side (a sliver of bowel wall beside its lumen)."""
     n = 6 + tip_slices + slices_above
     hu = np.full((n, 40, 40), 40.0)
     mask = np.zeros(hu.shape, bool)
     mask[6:6 + tip_slices, 20:26, 10:18] = True
     hu[mask] = -800.0
+    if gas_beside:
+        hu[6:6 + tip_slices, 26:32, 10:18] = -1000.0
     return hu, mask
 
 
-@pytest.mark.parametrize("slices_above, tip_slices, kept", [(0, 4, True), (4, 4, False), (0, 2, False)])
-def test_a_small_lung_tip_is_kept_only_where_the_scan_cuts_it(slices_above, tip_slices, kept):
+@pytest.mark.parametrize("slices_above, tip_slices, gas_beside, kept",
+                         [(0, 4, False, True), (4, 4, False, False), (0, 2, False, False), (0, 4, True, False)])
+def test_a_small_lung_tip_is_kept_only_where_the_scan_cuts_it(slices_above, tip_slices, gas_beside, kept):
     """Under the 1 mL noise floor, a piece is still lung when the scan's last slice cuts it over
-    at least 3 slices (a lung base seen in an abdominal scan), not when it lies wholly in the scan
-    or shows on only 2 slices."""
+    at least 3 slices (a lung base seen in an abdominal scan), not when it lies wholly in the scan,
+    shows on only 2 slices, or borders pure gas (bowel)."""
     spacing = (2.0, 1.25, 1.25)
-    hu, mask = _base_tip(slices_above, tip_slices)
+    hu, mask = _base_tip(slices_above, tip_slices, gas_beside)
     labels = lungs_from_mask(mask, hu, (np.arange(40) * 1.25)[None, None, :], np.zeros(hu.shape, bool), spacing)
     assert (labels > 0).any() == kept
     flipped = lungs_from_mask(mask[::-1], hu[::-1], (np.arange(40) * 1.25)[None, None, :],

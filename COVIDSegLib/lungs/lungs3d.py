@@ -4,7 +4,8 @@ All arrays are in LPS order (z inferior -> superior, y anterior -> posterior, x 
 left). Steps:
 
 1. 3D connected components (face connectivity); pieces under ``min_ml`` dropped, unless the scan
-   cuts them at its first or last slice (``cut_min_ml``: the tip of a lung base or apex).
+   cuts them at its first or last slice and no pure gas borders them (``cut_min_ml``: the tip of a
+   lung base or apex, not a sliver of bowel wall).
 2. A component is lung when it is aerated (soft tissue such as kidney or liver is not), not
    mostly air around the body (pure gas joined to the image border within its slices), not a
    small pocket of pure gas (bowel, stomach), not tiny next to the largest, and reaches within
@@ -50,7 +51,8 @@ PLANE[1] = ndimage.generate_binary_structure(2, 1)
 class Lungs3DParams:
     min_ml: float = 1.0           # smaller 3D pieces are noise ...
     cut_min_ml: float = 0.5       # ... unless cut by the scan's first or last slice (a base or apex tip)
-    cut_min_slices: int = 3       # over at least this many slices
+    cut_min_slices: int = 3       # over at least this many slices, and not bordering pure gas (bowel):
+    cut_gas_share: float = 0.05   # at most this share of its in-plane rim below gas_hu
     keep_share: float = 0.02      # further components kept if >= this share of the largest
     aerated_hu: float = -500.0    # a lung component has voxels below this ...
     min_aerated: float = 0.2      # ... at least this share of them (soft tissue has none)
@@ -127,7 +129,9 @@ def keep_lung_components(mask: np.ndarray, hu: np.ndarray, spacing_zyx: Tuple[fl
     if not len(sizes):
         return np.zeros(mask.shape, bool)
     t = component_table(labels, len(sizes), hu, params)
-    ok = (t["voxels"] * voxel_ml >= params.min_ml) | cut_by_scan_end(labels, len(sizes), params.cut_min_slices)
+    small = t["voxels"] * voxel_ml < params.min_ml
+    tips = small & cut_by_scan_end(labels, len(sizes), params.cut_min_slices)
+    ok = ~small | (tips & ~beside_gas(labels, tips, hu, params))
     ok &= t["aerated"] >= params.min_aerated
     gassy = ok & (t["gas"] >= params.gas_share)
     if gassy.any():
@@ -151,6 +155,20 @@ def cut_by_scan_end(labels: np.ndarray, n: int, min_slices: int) -> np.ndarray:
     last = labels.shape[0] - 1
     return np.array([box is not None and last >= min_slices - 1 and box[0].stop - box[0].start >= min_slices
                      and (box[0].start == 0 or box[0].stop - 1 == last) for box in boxes], bool)
+
+
+def beside_gas(labels: np.ndarray, candidates: np.ndarray, hu: np.ndarray, params: Lungs3DParams) -> np.ndarray:
+    """Per component 1..n (``candidates``: those to test): whether more than ``cut_gas_share`` of its
+    in-plane rim is pure gas. A lung tip is walled by chest wall, diaphragm and lung; a sliver of
+    bowel wall or of a gas pocket's partial volume borders the gas of its lumen."""
+    out = np.zeros(len(candidates), bool)
+    boxes = ndimage.find_objects(labels, len(candidates))
+    for i in np.flatnonzero(candidates):
+        box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in boxes[i])
+        part = labels[box] == i + 1
+        rim = ndimage.binary_dilation(part, PLANE) & ~part
+        out[i] = np.mean(hu[box][rim] < params.gas_hu) > params.cut_gas_share
+    return out
 
 
 def outside_air(hu: np.ndarray, gas_hu: float) -> np.ndarray:
