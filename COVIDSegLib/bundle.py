@@ -176,7 +176,8 @@ def list_bundles() -> List[dict]:
                 card = read_card(card_path)
             except CovidSegError:
                 continue
-            dice = ((card.get("metrics") or {}).get("cv") or {}).get("dice", {}).get("mean")
+            metrics = card.get("metrics") or {}  # a card that runs an ensemble: the ensemble's CV
+            dice = (metrics.get("ensemble_cv") or metrics.get("cv") or {}).get("dice", {}).get("mean")
             seen.setdefault(card["name"], {
                 "name": card["name"], "task": card["task"], "architecture": card["architecture"]["name"],
                 "cv_dice": dice, "bundled": folder == BUNDLED_DIR, "path": str(card_path)})

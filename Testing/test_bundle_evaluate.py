@@ -145,6 +145,15 @@ def test_list_bundles_with_a_model_trained_without_cv(tmp_path, monkeypatch):
     assert len(entries) == 1 and entries[0]["cv_dice"] is None
 
 
+def test_a_card_that_runs_an_ensemble_is_listed_with_the_ensembles_cv(bundle, monkeypatch, tmp_path):
+    card_path, _ = bundle
+    card = json.loads(card_path.read_text())
+    card["metrics"]["ensemble_cv"] = {"members": [NAME, "other"], "dice": {"mean": 0.7, "n": 10}}
+    card_path.write_text(json.dumps(card))
+    monkeypatch.setenv("COVIDSEG_MODELS", str(tmp_path))
+    assert [b["cv_dice"] for b in list_bundles() if b["name"] == NAME] == [0.7]
+
+
 def test_tampered_weights_refused(bundle):
     weights = bundle[0].with_suffix(".safetensors")
     data = bytearray(weights.read_bytes())

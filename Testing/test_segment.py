@@ -344,7 +344,7 @@ def test_report_names_the_lung_method_beside_the_per_side_figures(capsys, tmp_pa
     method used to be overwritten by them)."""
     rc = main(["segment", "-q", str(CT), "-o", str(tmp_path), "--model", MODEL])
     report = json.loads((tmp_path / f"{stem_of(CT)}.report.json").read_text())
-    assert rc == 0 and report["lung_method"] == "model covidseg_lungs"
+    assert rc == 0 and report["lung_method"] == "model covidseg_lungs+covidseg_lungs_256"  # the ensemble
     assert set(report["lungs"]) == {"left", "right"}
 
 
