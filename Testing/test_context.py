@@ -58,6 +58,14 @@ def test_neighbours_at_the_context_distance_in_mm():
     assert neighbour_slices(1, 2.0, 5.0).tolist() == [[0, 0, 0]]  # a single slice: itself thrice
 
 
+def _chest(n: int = 3) -> np.ndarray:
+    """A toy chest in HU: air, a body, one lung."""
+    hu = np.full((n, 40, 40), -1000, np.int16)
+    hu[:, 5:35, 5:35] = 40
+    hu[:, 10:30, 8:18] = -850
+    return hu
+
+
 def test_a_lung_model_with_context_trains_and_runs_on_a_volume(tmp_path):
     cfg = TrainConfig(task="lungs", model={"name": "unet", "base": 4},
                       input={"size": 32, "crop_body": False, "clahe": False, "context_mm": 2.0},
@@ -72,9 +80,7 @@ def test_a_lung_model_with_context_trains_and_runs_on_a_volume(tmp_path):
     card = make_card(cfg, tmp_path, len(samples), [], result.history, None, {})
     assert card["preprocessing"]["input"]["context_mm"] == 2.0
     model = LungModel.load(str(save_bundle(result.model, card, tmp_path, "tiny_lungs")))
-    hu = np.full((6, 40, 40), -1000, np.int16)
-    hu[:, 5:35, 5:35] = 40
-    hu[:, 10:30, 8:18] = -850
+    hu = _chest(6)
     prob = model.probabilities(hu, True, slice_mm=3.0)
     assert prob.shape == hu.shape and prob.dtype == np.uint8
 
@@ -97,9 +103,7 @@ def test_a_single_slice_goes_to_the_model_the_2_5d_card_names(tmp_path):
     alone = LungModel.load(str(flat))
     assert context.runs_for(1) is context.single and context.runs_for(2) is context
     assert context.single.name == "tiny_2d" and alone.runs_for(1) is alone
-    hu = np.full((3, 40, 40), -1000, np.int16)
-    hu[:, 5:35, 5:35] = 40
-    hu[:, 10:30, 8:18] = -850
+    hu = _chest()
     one = hu[1:2]
     assert np.array_equal(context.probabilities(one, True, slice_mm=3.0), alone.probabilities(one, True))
     own = context.probabilities(hu, True, slice_mm=3.0)[1:2]
@@ -123,13 +127,6 @@ def test_a_missing_single_slice_model_is_named_with_the_card_that_names_it(tmp_p
     with pytest.raises(CovidSegError) as err:
         LungModel.load(str(card))
     assert str(card) in str(err.value) and "'no_such_2d'" in str(err.value) and len(str(err.value).splitlines()) == 1
-
-
-def _chest(n: int = 3) -> np.ndarray:
-    hu = np.full((n, 40, 40), -1000, np.int16)
-    hu[:, 5:35, 5:35] = 40
-    hu[:, 10:30, 8:18] = -850
-    return hu
 
 
 def test_an_ensemble_card_averages_its_members_probabilities(tmp_path):

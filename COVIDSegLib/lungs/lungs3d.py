@@ -71,14 +71,17 @@ class Lungs3DParams:
 
 
 def component_table(labels: np.ndarray, n: int, hu: np.ndarray, params: Lungs3DParams) -> dict:
-    """Per component 1..n: voxels, top slice (LPS z), share aerated, share gas-dense."""
+    """Per component 1..n: voxels, bounding box, bottom and top slice (LPS z), share aerated, share
+    gas-dense."""
     flat = labels.ravel()
     count = np.bincount(flat, minlength=n + 1)[1:]
     aerated = np.bincount(flat, (hu < params.aerated_hu).ravel(), minlength=n + 1)[1:]
     gas = np.bincount(flat, (hu < params.gas_hu).ravel(), minlength=n + 1)[1:]
-    top = np.array([-1 if box is None else box[0].stop - 1 for box in ndimage.find_objects(labels, n)])
-    return {"voxels": count, "top": top, "aerated": aerated / np.maximum(count, 1),
-            "gas": gas / np.maximum(count, 1)}
+    boxes = ndimage.find_objects(labels, n)
+    bottom = np.array([-1 if box is None else box[0].start for box in boxes])
+    top = np.array([-1 if box is None else box[0].stop - 1 for box in boxes])
+    return {"voxels": count, "boxes": boxes, "bottom": bottom, "top": top,
+            "aerated": aerated / np.maximum(count, 1), "gas": gas / np.maximum(count, 1)}
 
 
 def gas_pockets(mask: np.ndarray, hu: np.ndarray, params: "Lungs3DParams") -> np.ndarray:
@@ -130,12 +133,12 @@ def keep_lung_components(mask: np.ndarray, hu: np.ndarray, spacing_zyx: Tuple[fl
         return np.zeros(mask.shape, bool)
     t = component_table(labels, len(sizes), hu, params)
     small = t["voxels"] * voxel_ml < params.min_ml
-    tips = small & cut_by_scan_end(labels, len(sizes), params.cut_min_slices)
-    ok = ~small | (tips & ~beside_gas(labels, tips, hu, params))
+    tips = small & cut_by_scan_end(t, len(mask), params.cut_min_slices)
+    ok = ~small | (tips & ~beside_gas(labels, t["boxes"], tips, hu, params))
     ok &= t["aerated"] >= params.min_aerated
     gassy = ok & (t["gas"] >= params.gas_share)
     if gassy.any():
-        ok &= ~outside_components(labels, gassy, hu, params)
+        ok &= ~outside_components(labels, t["boxes"], gassy, hu, params)
     if not ok.any():
         return np.zeros(mask.shape, bool)
     largest = t["voxels"][ok].max()
@@ -147,22 +150,21 @@ def keep_lung_components(mask: np.ndarray, hu: np.ndarray, spacing_zyx: Tuple[fl
     return np.isin(labels, np.flatnonzero(ok) + 1)
 
 
-def cut_by_scan_end(labels: np.ndarray, n: int, min_slices: int) -> np.ndarray:
-    """Per component 1..n: whether it reaches the first or the last slice of a multi-slice scan
-    over at least ``min_slices`` slices: the scan shows only the tip of a lung base or apex, so its
-    size says nothing about noise."""
-    boxes = ndimage.find_objects(labels, n)
-    last = labels.shape[0] - 1
-    return np.array([box is not None and last >= min_slices - 1 and box[0].stop - box[0].start >= min_slices
-                     and (box[0].start == 0 or box[0].stop - 1 == last) for box in boxes], bool)
+def cut_by_scan_end(table: dict, n_slices: int, min_slices: int) -> np.ndarray:
+    """Per component of ``component_table``: whether it reaches the first or the last slice of a
+    scan of ``n_slices`` over at least ``min_slices`` slices: the scan shows only the tip of a lung
+    base or apex, so its size says nothing about noise."""
+    bottom, top = table["bottom"], table["top"]
+    return (top - bottom + 1 >= min_slices) & ((bottom == 0) | (top == n_slices - 1))
 
 
-def beside_gas(labels: np.ndarray, candidates: np.ndarray, hu: np.ndarray, params: Lungs3DParams) -> np.ndarray:
-    """Per component 1..n (``candidates``: those to test): whether more than ``cut_gas_share`` of its
-    in-plane rim is pure gas. A lung tip is walled by chest wall, diaphragm and lung; a sliver of
-    bowel wall or of a gas pocket's partial volume borders the gas of its lumen."""
+def beside_gas(labels: np.ndarray, boxes: list, candidates: np.ndarray, hu: np.ndarray,
+               params: Lungs3DParams) -> np.ndarray:
+    """Per component 1..n (``boxes``: their bounding boxes; ``candidates``: those to test): whether
+    more than ``cut_gas_share`` of its in-plane rim is pure gas. A lung tip is walled by chest wall,
+    diaphragm and lung; a sliver of bowel wall or of a gas pocket's partial volume borders the gas of
+    its lumen."""
     out = np.zeros(len(candidates), bool)
-    boxes = ndimage.find_objects(labels, len(candidates))
     for i in np.flatnonzero(candidates):
         box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in boxes[i])
         part = labels[box] == i + 1
@@ -183,11 +185,12 @@ def outside_air(hu: np.ndarray, gas_hu: float) -> np.ndarray:
     return border[labels]
 
 
-def outside_components(labels: np.ndarray, candidates: np.ndarray, hu: np.ndarray, params: Lungs3DParams) -> np.ndarray:
-    """Per component 1..n (``candidates``: the mostly-gas ones to test): whether most of its voxels
-    are air around the body (``outside_air``, on the candidates' slices only)."""
+def outside_components(labels: np.ndarray, boxes: list, candidates: np.ndarray, hu: np.ndarray,
+                       params: Lungs3DParams) -> np.ndarray:
+    """Per component 1..n (``boxes``: their bounding boxes; ``candidates``: the mostly-gas ones to
+    test): whether most of its voxels are air around the body (``outside_air``, on the candidates'
+    slices only)."""
     out = np.zeros(len(candidates), bool)
-    boxes = ndimage.find_objects(labels, len(candidates))
     zs = [boxes[i][0] for i in np.flatnonzero(candidates)]
     z = slice(min(s.start for s in zs), max(s.stop for s in zs))
     part = labels[z]
