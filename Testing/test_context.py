@@ -56,6 +56,9 @@ def test_neighbours_at_the_context_distance_in_mm():
     assert neighbour_slices(8, 2.0, 3.0)[4].tolist() == [3, 4, 5]  # never the slice itself
     assert neighbour_slices(8, 2.0, 3.0)[0].tolist() == [0, 0, 1]
     assert neighbour_slices(1, 2.0, 5.0).tolist() == [[0, 0, 0]]  # a single slice: itself thrice
+    assert neighbour_slices(8, 2.0, 5.0)[4].tolist() == [3, 4, 5]  # 5 mm apart: still context
+    assert neighbour_slices(8, 2.0, 9.0)[4].tolist() == [4, 4, 4]  # 9 mm apart: none
+    assert neighbour_slices(8, 2.0, 9.0, max_gap_mm=10.0)[4].tolist() == [3, 4, 5]
 
 
 def _chest(n: int = 3) -> np.ndarray:

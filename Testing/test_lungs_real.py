@@ -116,7 +116,7 @@ def test_lungs_cut_by_the_image_edge_are_kept(model, real):
     assert not whole_fov["field_cut"] and whole_fov["field_cut_outline_percent"] == 0.0
 
 
-@pytest.mark.parametrize("thickness", [1.5, 6.0])
+@pytest.mark.parametrize("thickness", [1.5, 6.0, 9.0])
 def test_thin_and_thick_slices(model, real, plain, thickness):
     def resample(image: sitk.Image, interpolator) -> sitk.Image:
         spacing = (image.GetSpacing()[0], image.GetSpacing()[1], thickness)
@@ -125,7 +125,9 @@ def test_thin_and_thick_slices(model, real, plain, thickness):
         return sitk.Resample(image, size, sitk.Transform(), interpolator, image.GetOrigin(), spacing,
                              image.GetDirection(), -1024 if interpolator == sitk.sitkLinear else 0)
     s = scores(model, resample(real[0], sitk.sitkLinear), resample(real[1], sitk.sitkNearestNeighbor))
-    assert s["both"] >= plain["both"] - 2 * MARGIN and s["right"] >= plain["right"] - 2 * MARGIN
+    # each side: the thin left lung by the stomach fell to 0.72 at 9 mm with context across the gaps (0.20.0)
+    for side in ("both", "left", "right"):
+        assert s[side] >= plain[side] - 2 * MARGIN, side
 
 
 @pytest.mark.parametrize("pad", [-1024, -2048, 0])

@@ -60,7 +60,7 @@ class LungModel:
             raise CovidSegError(f"{bundle.card_path}: model {bundle.name!r} is not a lung model (task "
                                 f"{bundle.card.get('task')!r})")
         self.bundle, self.device = bundle, pick_device(device)
-        self.model = fold_batchnorm(bundle.model).to(self.device, memory_format=torch.channels_last).eval()
+        self.model = fold_batchnorm(bundle.model, inplace=True).to(self.device, memory_format=torch.channels_last)
         self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
         self.batch_size = max(1, int(batch_size))
         self.bf16 = use_bf16(self.device, precision)
@@ -131,12 +131,20 @@ class LungModel:
         return [slice(start, min(n, start + self.batch_size)) for start in range(0, n, self.batch_size)]
 
 
-def neighbour_slices(n: int, context_mm: float, slice_mm: float) -> Optional[np.ndarray]:
+MAX_CONTEXT_GAP_MM = 5.0  # neighbours further apart share too little anatomy: the slice itself instead
+# (9 mm slices: the thin left lung lost with them, docs/LUNGS.md 0.21.0)
+
+
+def neighbour_slices(n: int, context_mm: float, slice_mm: float,
+                     max_gap_mm: float = MAX_CONTEXT_GAP_MM) -> Optional[np.ndarray]:
     """(n, 3) slice indices (below, itself, above) for a model with ``context_mm`` > 0: the slices
-    nearest ``context_mm`` away, at least the next ones, the end slices at the volume's ends; None
-    without context."""
+    nearest ``context_mm`` away, at least the next ones, the end slices at the volume's ends; the
+    slice itself thrice when the next one lies more than ``max_gap_mm`` away (the single-slice
+    mode the network also trained in); None without context."""
     if context_mm <= 0:
         return None
     step = max(1, int(round(context_mm / slice_mm))) if slice_mm > 0 else 1
+    if step * slice_mm > max_gap_mm:
+        step = 0
     z = np.arange(n)
     return np.stack([np.clip(z - step, 0, n - 1), z, np.clip(z + step, 0, n - 1)], axis=1)
