@@ -68,3 +68,8 @@ def test_fold_batchnorm_same_outputs_fewer_layers(name):
     def count(m):
         return sum(isinstance(k, nn.BatchNorm2d) for k in m.modules())
     assert count(model) == BN_LAYERS[name][0] and count(folded) == BN_LAYERS[name][1]
+    expected = folded(x).detach()
+    assert fold_batchnorm(model, inplace=True) is model and count(model) == BN_LAYERS[name][1]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected, atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(fold_batchnorm(model, inplace=True)(x), expected, atol=1e-6, rtol=1e-6)

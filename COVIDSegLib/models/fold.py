@@ -7,12 +7,13 @@ import torch
 from torch import nn
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
+def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
     """A copy of ``model`` (in eval mode) where every ``Conv2d -> BatchNorm2d`` pair inside a
     ``Sequential`` is one convolution with the BN's running statistics folded into its weights
     and bias. Same outputs up to float rounding; fewer passes over memory. Training is not
-    possible on the result (the BN layers are gone)."""
-    folded = copy.deepcopy(model).eval()
+    possible on the result (the BN layers are gone). ``inplace``: fold ``model`` itself (no copy;
+    ~0.2 s per model load of the infection network)."""
+    folded = (model if inplace else copy.deepcopy(model)).eval()
     for module in folded.modules():
         if isinstance(module, nn.Sequential):
             _fold_in_sequential(module)
@@ -36,7 +37,8 @@ def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
         scale = scale * bn.weight
     shift = -bn.running_mean * scale + (bn.bias if bn.affine else 0.0)
     bias = conv.bias * scale + shift if conv.bias is not None else shift
-    out = copy.deepcopy(conv)
+    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, True, conv.padding_mode, conv.weight.device, conv.weight.dtype)
     out.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-    out.bias = nn.Parameter(bias.clone())
+    out.bias.copy_(bias)
     return out
