@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(segment)
     segment.add_argument("--model", default=DEFAULT_MODEL, help="model name or card path (see `covidseg models`; default: %(default)s)")
     segment.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: %(default)s)")
-    segment.add_argument("--batch-size", type=int, default=16, help="slices per model batch (default: %(default)s)")
+    segment.add_argument("--batch-size", type=int, default=None,
+                         help="slices per model batch (default: 16 on a GPU; on a CPU 4-8, by the model's size)")
     segment.add_argument("--tta", action="store_true", help="average with the left-right mirrored prediction")
     segment.add_argument("--precision", choices=PRECISIONS, default="auto",
                          help="model arithmetic: auto = bf16 on CUDA and on CPUs with AMX, else fp32 (default: %(default)s)")

@@ -49,6 +49,23 @@ def use_bf16(device: torch.device, precision: str = "auto") -> bool:
     return device.type == "cuda" or (device.type == "cpu" and cpu_has_amx())
 
 
+GPU_BATCH = 16
+CPU_BATCH_ACTIVATIONS = 2_400_000  # first-layer values per CPU batch (~10 MB): larger batches spill the caches
+
+
+def auto_batch_size(device: torch.device, card: dict) -> int:
+    """Slices per forward pass: ``GPU_BATCH`` on a GPU; on a CPU the largest power of two (at most
+    16) whose first-layer activations (width x size^2 per slice) stay within ``CPU_BATCH_ACTIVATIONS``:
+    8 for the 128 px infection and 192 px lung networks, 4 for the 256 px one, 15-40 % faster than 16
+    (docs/BENCHMARKS.md, 0.21.0)."""
+    if device.type != "cpu":
+        return GPU_BATCH
+    size = int(card["preprocessing"]["input"]["size"])
+    width = int(card.get("architecture", {}).get("config", {}).get("base", 16))
+    fit = max(1, CPU_BATCH_ACTIVATIONS // (width * size * size))
+    return min(GPU_BATCH, 1 << (fit.bit_length() - 1))
+
+
 def batch_probabilities(model: nn.Module, x: torch.Tensor, device: torch.device, tta_flip: bool = False,
                         bf16: Optional[bool] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """One batch (N, 1, S, S) -> softmax maps (N, C, S, S) and the multi-task head's

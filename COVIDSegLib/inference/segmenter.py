@@ -33,7 +33,7 @@ from ..preprocess.transforms import LetterboxInfo, unletterbox
 from ..progress import CancelToken, ProgressCallback, check, no_progress
 from ..volume import Volume
 from .density_split import DensitySplit, split_by_density
-from .predict2d import batch_probabilities, class_indices, join_batches, pick_device, use_bf16
+from .predict2d import auto_batch_size, batch_probabilities, class_indices, join_batches, pick_device, use_bf16
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ AERATED_HU, AIRLESS_SHARE = -500.0, 0.1  # an infection component with under 10 
 @dataclass
 class InferenceOptions:
     device: str = "auto"
-    batch_size: int = 16
+    batch_size: Optional[int] = None  # slices per model batch; None: predict2d.auto_batch_size
     calibration: str = "auto"
     tta_flip: bool = False           # average with the left-right mirrored prediction
     precision: str = "auto"          # bf16 autocast on CUDA and AMX CPUs ("auto"), or "fp32" / "bf16"
@@ -105,7 +105,7 @@ class Segmenter:
         self.class_values = np.zeros(max(bundle.class_labels) + 1, np.uint8)
         for index, value in bundle.class_labels.items():
             self.class_values[index] = value
-        self.batch_size = max(1, int(options.batch_size))
+        self.batch_size = max(1, int(options.batch_size or auto_batch_size(self.device, bundle.card)))
         self.lung_model = load_lung_model(options.lungs, options.device, options.precision)
         # GGO/consolidation by density: multi-class models only (a binary model's 3 is "infection")
         self.density_split = (DensitySplit() if options.classes == "density" and bundle.card["task"] == "multiclass"

@@ -14,7 +14,7 @@ import torch
 
 from ..bundle import ModelBundle, companion_bundle, find_bundle, load_bundle
 from ..errors import CovidSegError
-from ..inference.predict2d import batch_probabilities, pick_device, use_bf16
+from ..inference.predict2d import auto_batch_size, batch_probabilities, pick_device, use_bf16
 from ..models.fold import fold_batchnorm
 from ..names import DEFAULT_LUNG_MODEL
 from ..preprocess.lung_space import slices_to_lung_space
@@ -43,6 +43,7 @@ def load_lung_model(choice: str = "auto", device: str = "cpu", precision: str = 
     return None if path is None else LungModel.load(path, device, precision)
 
 
+SPACE_CHUNK = 16  # slices taken to the lung space at a time
 MIN_CONTEXT_SLICES = 2  # fewer: a model with context hands the volume to its card's single-slice model
 
 
@@ -55,14 +56,15 @@ class LungModel:
     A card naming ``preprocessing.ensemble_with`` (lung models of the same kind) averages their
     probabilities with its own on the inputs it runs on (docs/LUNGS.md, 0.20.0)."""
 
-    def __init__(self, bundle: ModelBundle, device: str = "cpu", batch_size: int = 16, precision: str = "auto"):
+    def __init__(self, bundle: ModelBundle, device: str = "cpu", batch_size: Optional[int] = None,
+                 precision: str = "auto"):
         if bundle.card.get("task") != "lungs":
             raise CovidSegError(f"{bundle.card_path}: model {bundle.name!r} is not a lung model (task "
                                 f"{bundle.card.get('task')!r})")
         self.bundle, self.device = bundle, pick_device(device)
         self.model = fold_batchnorm(bundle.model, inplace=True).to(self.device, memory_format=torch.channels_last)
         self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
-        self.batch_size = max(1, int(batch_size))
+        self.batch_size = max(1, int(batch_size or auto_batch_size(self.device, bundle.card)))
         self.bf16 = use_bf16(self.device, precision)
         self.single: Optional[LungModel] = None
         single = bundle.card["preprocessing"].get("single_slice_model")
@@ -99,7 +101,7 @@ class LungModel:
         if not len(lps):
             return np.zeros(lps.shape, np.uint8)
         spaced = []  # the lung space (256 px) once for every member; one letterbox for all slices
-        for zs in self._batches(len(lps)):
+        for zs in _batches(len(lps), SPACE_CHUNK):
             check(cancel)
             batch, info256 = slices_to_lung_space(np.asarray(lps[zs]), is_hu)
             spaced.append((batch.astype(np.uint8), info256))  # CLAHE output: whole numbers 0..255
@@ -118,7 +120,7 @@ class LungModel:
         inputs, info256 = np.concatenate(xs), spaced[0][1]  # one slice shape: the same letterbox for all
         out = np.zeros(shape, np.uint8)
         near = neighbour_slices(shape[0], self.spec.context_mm, slice_mm)
-        for zs in self._batches(shape[0]):
+        for zs in _batches(shape[0], self.batch_size):
             check(cancel)
             x = torch.from_numpy(inputs[zs][:, None] if near is None else inputs[near[zs]])
             prob, _ = batch_probabilities(self.model, x, self.device, bf16=self.bf16)
@@ -127,8 +129,10 @@ class LungModel:
             progress(zs.stop, shape[0], f"lung model {self.bundle.name} {zs.stop}/{shape[0]}")
         return out
 
-    def _batches(self, n: int):
-        return [slice(start, min(n, start + self.batch_size)) for start in range(0, n, self.batch_size)]
+
+
+def _batches(n: int, size: int):
+    return [slice(start, min(n, start + size)) for start in range(0, n, size)]
 
 
 MAX_CONTEXT_GAP_MM = 5.0  # neighbours further apart share too little anatomy: the slice itself instead
