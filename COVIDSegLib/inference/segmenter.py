@@ -31,6 +31,7 @@ from ..preprocess.lung_space import slices_to_lung_space
 from ..preprocess.slice_prep import InputSpec, prepare, restore
 from ..preprocess.transforms import LetterboxInfo, unletterbox
 from ..progress import CancelToken, ProgressCallback, check, no_progress
+from ..threads import thread_map
 from ..volume import Volume
 from .density_split import DensitySplit, split_by_density
 from .predict2d import auto_batch_size, batch_probabilities, class_indices, join_batches, pick_device, use_bf16
@@ -213,22 +214,26 @@ class Segmenter:
         for done, zs in _chunks(todo, chunk):
             check(cancel)
             images, outer = to_model_space(stored[zs])
-            prepared = [prepare(image, self.spec) for image in images]
+            prepared = thread_map(partial(prepare, spec=self.spec), images)
             x = torch.from_numpy(np.stack([p for p, _ in prepared])[:, None])
             probabilities, head = self._forward_safely(x)
-            for i, (z, (_, geom)) in enumerate(zip(zs, prepared)):
-                if head is not None and head[i] < self.options.empty_threshold:
-                    continue
-                if probs is not None:
-                    full = _restore(probabilities[i], geom, outer)
-                    out[z] = self._label_values(full)
-                    for index, value in enumerate(self.class_values[1:], start=1):
-                        probs[int(value)][z] = np.rint(full[index] * 255.0).astype(np.uint8)
-                else:
-                    _, rows, cols = morph.bounding_box(lungs[z][None], margin_px)
-                    out[z][rows, cols] = self._label_values(_restore(probabilities[i], geom, outer, (rows, cols)))
+            keep = [i for i in range(len(zs)) if head is None or head[i] >= self.options.empty_threshold]
+            fill = partial(self._fill_slice, out, lungs, margin_px, probs, outer)
+            thread_map(lambda i: fill(zs[i], probabilities[i], prepared[i][1]), keep)  # distinct slices
             progress(1 + done + len(zs), len(todo) + 2, f"slice {done + len(zs)}/{len(todo)}")
         return out, len(todo)
+
+    def _fill_slice(self, out: np.ndarray, lungs: np.ndarray, margin_px: int, probs: Optional[Dict[int, np.ndarray]],
+                    outer: Optional[LetterboxInfo], z: int, probability: np.ndarray, geom) -> None:
+        """Label values (and with ``probs`` the probability maps) of slice ``z`` from the model's output."""
+        if probs is not None:
+            full = _restore(probability, geom, outer)
+            out[z] = self._label_values(full)
+            for index, value in enumerate(self.class_values[1:], start=1):
+                probs[int(value)][z] = np.rint(full[index] * 255.0).astype(np.uint8)
+        else:
+            _, rows, cols = morph.bounding_box(lungs[z][None], margin_px)
+            out[z][rows, cols] = self._label_values(_restore(probability, geom, outer, (rows, cols)))
 
     def _label_values(self, prob: np.ndarray) -> np.ndarray:
         """Label values of class probabilities (C, H, W) by ``options.decision``."""
