@@ -78,6 +78,12 @@ def largest_per_slice(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def body_per_slice(hu: np.ndarray, threshold_hu: float, opening_px: int = 0) -> np.ndarray:
+    """The patient's body on every axial slice: tissue above ``threshold_hu``, thin attachments
+    (the CT table) opened away with an in-plane ball of ``opening_px``, the largest piece."""
+    return largest_per_slice(opening_inplane(np.asarray(hu) > threshold_hu, opening_px))
+
+
 def closing_inplane(mask: np.ndarray, radius_px: int) -> np.ndarray:
     """Binary closing with an in-plane ball (no mixing across slices). The closing never leaves
     the mask's bounding box, so it runs on that box (plus a margin) only."""

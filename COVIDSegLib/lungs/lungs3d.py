@@ -280,7 +280,7 @@ def inside_patient(hu: np.ndarray, mask: np.ndarray, body_hu: float) -> np.ndarr
     inside = np.ones(mask.shape, bool)
     zs = np.flatnonzero(mask.any(axis=(1, 2)))
     if len(zs):
-        body = morph.largest_per_slice(hu[zs] > body_hu)
+        body = morph.body_per_slice(hu[zs], body_hu)
         view_edge = ndimage.binary_dilation(np.stack([corner_padding(p) for p in hu[zs]]), PLANE)
         view_edge[:, [0, -1]] = view_edge[:, :, [0, -1]] = True
         whole = ~(body & view_edge).any(axis=(1, 2))

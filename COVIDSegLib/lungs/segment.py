@@ -120,8 +120,8 @@ def _learned(volume: Volume, calibration: str, model, params: LungParams, progre
 
 def body_mask(hu: np.ndarray, volume: Volume, params: LungParams = LungParams()) -> np.ndarray:
     """The patient's body per slice: tissue above the threshold, table detached, holes filled."""
-    tissue = morph.opening_inplane(hu > params.body_threshold_hu, _px(params.table_opening_mm, volume))
-    return morph.fill_holes_per_slice(morph.largest_per_slice(tissue))
+    return morph.fill_holes_per_slice(morph.body_per_slice(hu, params.body_threshold_hu,
+                                                           _px(params.table_opening_mm, volume)))
 
 
 def _px(mm: float, volume: Volume) -> int:

@@ -12,13 +12,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ..morphology import convex_hull_2d, largest_per_slice, opening_inplane
+from ..morphology import body_per_slice, convex_hull_2d
 from .transforms import LetterboxInfo, letterbox
 
 SIZE = 256
 CLIP_LIMIT = 7.0
 TILES = 8
 HU_RANGE = (-1024.0, 3071.0)
+BODY_HU, TABLE_OPENING_PX = -500.0, 2  # the body whose rows or columns pad a non-square slice
 
 
 def clahe_opencv(image: np.ndarray, clip_limit: float = CLIP_LIMIT, tiles: int = TILES) -> np.ndarray:
@@ -120,9 +121,8 @@ def slices_to_lung_space(values: np.ndarray, is_hu: bool) -> tuple[np.ndarray, L
 
 
 def patient_hull(hu: np.ndarray) -> np.ndarray:
-    """Per slice, the convex hull of the body: tissue above -500 HU, thin attachments (the table)
-    opened away, the largest piece."""
-    body = largest_per_slice(opening_inplane(np.asarray(hu) > -500.0, 2))
+    """Per slice, the convex hull of the body (``morphology.body_per_slice``)."""
+    body = body_per_slice(hu, BODY_HU, TABLE_OPENING_PX)
     return np.stack([convex_hull_2d(b) if b.any() else b for b in body])
 
 
