@@ -146,8 +146,11 @@ def test_an_ensemble_card_averages_its_members_probabilities(tmp_path):
     hu = _chest()
     mine = LungModel.load(str(own_card)).probabilities(hu, True, slice_mm=3.0)
     theirs = member.probabilities(hu, True, slice_mm=3.0)
-    got = pair.probabilities(hu, True, slice_mm=3.0)
+    steps = []
+    got = pair.probabilities(hu, True, lambda done, total, _: steps.append((done, total)), slice_mm=3.0)
     assert np.abs(got - (mine.astype(float) + theirs) / 2).max() <= 0.5 and not np.array_equal(got, mine)
+    done = [d for d, _ in steps]  # one run over both networks, not 0 -> n twice
+    assert done == sorted(done) and steps[-1] == (2 * len(hu), 2 * len(hu)) and {t for _, t in steps} == {2 * len(hu)}
     assert np.array_equal(pair.probabilities(hu[1:2], True), flat.probabilities(hu[1:2], True))
 
 

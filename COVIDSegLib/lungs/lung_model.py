@@ -105,7 +105,9 @@ class LungModel:
             check(cancel)
             batch, info256 = slices_to_lung_space(np.asarray(lps[zs]), is_hu)
             spaced.append((batch.astype(np.uint8), info256))  # CLAHE output: whole numbers 0..255
-        maps = [model._network(spaced, lps.shape, progress, cancel, slice_mm) for model in [self, *self.members]]
+        models, n = [self, *self.members], len(lps)
+        maps = [model._network(spaced, lps.shape, _shifted(progress, k * n, len(models) * n), cancel, slice_mm)
+                for k, model in enumerate(models)]  # one progress run over all members
         if len(maps) == 1:
             return maps[0]
         return np.rint(np.sum(maps, axis=0, dtype=np.uint16) / len(maps)).astype(np.uint8)
@@ -129,6 +131,11 @@ class LungModel:
             progress(zs.stop, shape[0], f"lung model {self.bundle.name} {zs.stop}/{shape[0]}")
         return out
 
+
+
+def _shifted(progress: ProgressCallback, offset: int, total: int) -> ProgressCallback:
+    """``progress`` for one part of a longer run: steps ``offset`` on, out of ``total``."""
+    return lambda done, _, message="": progress(offset + done, total, message)
 
 
 def _batches(n: int, size: int):
