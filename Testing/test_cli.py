@@ -296,7 +296,7 @@ def test_segment_help_shows_every_default(capsys):
         main(["segment", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("auto (default)", "(default: the 8-bit MedSeg window)", "default: covidseg_multiclass",
-                  "(default: auto)", "(default: 16)", "(default: 10.0)", "(default: 5 with the learned lungs"):
+                  "(default: auto)", "(default: 16 on a GPU; on a CPU 4-8", "(default: 10.0)", "(default: 5 with the learned lungs"):
         assert shown in text, shown
 
 

@@ -13,6 +13,7 @@ from .. import __version__
 from ..errors import Cancelled, CovidSegError, user_message
 from ..jobs.batch import FAILED, BatchRow, format_summary, run_batch
 from ..names import DEFAULT_MODEL, PRECISIONS
+from ..runtime import tune_allocator
 from ..signals import Terminated
 from .cli_models import add_commands as add_model_commands
 from .cli_models import add_decision_arguments
@@ -249,6 +250,7 @@ def _run_batch(args: argparse.Namespace, job: Optional[Callable[[str, argparse.N
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    tune_allocator()
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
