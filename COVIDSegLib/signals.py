@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from typing import Iterator
+from typing import Iterator, List, Optional
 
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
@@ -14,13 +14,32 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM arrived: unwound like KeyboardInterrupt (partial outputs are removed on the way)."""
 
 
+_ARRIVED: List[int] = []  # stop signals our handlers received, in order
+
+
 def _raise_terminated(signum, frame) -> None:
+    _ARRIVED.append(signal.SIGTERM)
     raise Terminated()
 
 
-def handle_sigterm() -> None:
-    """From now on SIGTERM raises ``Terminated`` in the main thread (call from the main thread)."""
+def _raise_interrupted(signum, frame) -> None:
+    _ARRIVED.append(signal.SIGINT)
+    raise KeyboardInterrupt()
+
+
+def handle_sigterm(sigint: bool = False) -> None:
+    """From now on SIGTERM raises ``Terminated`` in the main thread, and with ``sigint`` SIGINT raises
+    ``KeyboardInterrupt`` as by default; both are recorded (``stop_arrived``). Call from the main thread."""
     signal.signal(signal.SIGTERM, _raise_terminated)
+    if sigint:
+        signal.signal(signal.SIGINT, _raise_interrupted)
+
+
+def stop_arrived() -> Optional[int]:
+    """The stop signal our handlers received, if any. A C extension running when it came may turn
+    the pending KeyboardInterrupt into an error of its own (matplotlib: "ValueError: Invalid affine
+    transformation matrix"); callers that catch errors ask this before calling one an input's failure."""
+    return _ARRIVED[-1] if _ARRIVED else None
 
 
 @contextlib.contextmanager

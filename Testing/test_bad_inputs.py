@@ -192,6 +192,51 @@ def test_signals_leave_a_whole_set_or_nothing(tmp_path, phantom_nifti, signum, d
                                  ".overlay.png"))), names
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_that_a_c_extension_reports_as_its_own_error_still_stops(monkeypatch, capfd, signum):
+    """matplotlib turns a Ctrl-C that arrives while it draws into "ValueError: Invalid affine
+    transformation matrix": the batch must stop there (not fail that input and go on) and the CLI
+    must exit 130 / 143 with its one line."""
+    from COVIDSegLib import signals
+    from COVIDSegLib.cli import commands
+    from COVIDSegLib.jobs.batch import run_batch
+    monkeypatch.setattr(signals, "_ARRIVED", [])
+    previous = {s: signal.getsignal(s) for s in signals.STOP_SIGNALS}
+    started = []
+
+    def job(path):
+        started.append(path)
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise ValueError("Invalid affine transformation matrix") from None
+        return [], {}
+
+    try:
+        signals.handle_sigterm(sigint=True)
+        with pytest.raises(ValueError):
+            run_batch(["a", "b"], job)
+        assert started == ["a"] and signals.stop_arrived() == signum
+        monkeypatch.setattr(commands, "build_parser", lambda: _Parser(lambda args: job("c")))
+        code = commands.main([])
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    assert code == (130 if signum == signal.SIGINT else 143)
+    assert capfd.readouterr().err == ("covidseg: interrupted\n" if signum == signal.SIGINT
+                                      else "covidseg: terminated (SIGTERM)\n")
+
+
+class _Parser:
+    """A stand-in for the CLI parser whose one command is ``run``."""
+    def __init__(self, run):
+        self.run = run
+
+    def parse_args(self, argv):
+        return type("Args", (), {"run": staticmethod(self.run)})()
+
+
 def test_multi_frame_dicom_is_read_as_one_volume(tmp_path):
     """A 3D image in one DICOM file (NumberOfFrames > 1) keeps its shape, spacing and voxels."""
     from COVIDSegLib.io.files import read_volume

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from ..errors import Cancelled, CovidSegError, user_message
 from ..jobs.batch import FAILED, BatchRow, format_summary, run_batch
 from ..names import DEFAULT_MODEL, PRECISIONS
 from ..runtime import tune_allocator
-from ..signals import Terminated
+from ..signals import Terminated, stop_arrived
 from .cli_models import add_commands as add_model_commands
 from .cli_models import add_decision_arguments
 
@@ -267,6 +268,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"covidseg: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # a bug: still one line, no traceback for the user
+        stopped = stop_arrived()  # ... unless it is a stop signal that a C extension reported as its own error
+        if stopped is not None:
+            print("covidseg: terminated (SIGTERM)" if stopped == signal.SIGTERM else "covidseg: interrupted",
+                  file=sys.stderr)
+            return EXIT_TERMINATED if stopped == signal.SIGTERM else EXIT_INTERRUPTED
         print(f"covidseg: {user_message(error)}", file=sys.stderr)
         return EXIT_FAILED
 

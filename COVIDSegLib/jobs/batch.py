@@ -8,6 +8,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import user_message
 from ..progress import CancelToken, check
+from ..signals import stop_arrived
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 
@@ -36,6 +37,8 @@ def run_batch(inputs: Sequence[str], job: Job, on_row: Optional[Callable[[BatchR
             written, details = job(path)
             row = BatchRow(str(path), DONE if written else SKIPPED, 0.0, written, details)
         except Exception as error:  # noqa: BLE001 - one input's failure (even a bug) must not stop the batch
+            if stop_arrived() is not None:  # a Ctrl-C or SIGTERM that a C extension reported as its own error
+                raise
             row = BatchRow(str(path), FAILED, 0.0, error=user_message(error))
         row.seconds = round(time.perf_counter() - start, 2)
         rows.append(row)

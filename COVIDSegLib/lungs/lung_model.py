@@ -132,7 +132,6 @@ class LungModel:
         return out
 
 
-
 def _shifted(progress: ProgressCallback, offset: int, total: int) -> ProgressCallback:
     """``progress`` for one part of a longer run: steps ``offset`` on, out of ``total``."""
     return lambda done, _, message="": progress(offset + done, total, message)

@@ -17,8 +17,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .. import morphology as morph
-from ..threads import THREADS, thread_map
 from ..progress import CancelToken, ProgressCallback, check, no_progress
+from ..threads import THREADS, thread_map
 from ..volume import Mat3, Vec3, Volume
 
 __all__ = [
@@ -219,8 +219,8 @@ def _pixel_id(arr: np.ndarray) -> int:
 
 def _smooth_type(arr: np.ndarray, smooth: bool) -> int:
     """Output pixel type of a resampling: float32 for integers under a smooth interpolator."""
-    floating = _pixel_id(arr) in (sitk.sitkFloat32, sitk.sitkFloat64)
-    return sitk.sitkFloat32 if smooth and not floating else _pixel_id(arr)
+    own = _pixel_id(arr)
+    return sitk.sitkFloat32 if smooth and own not in (sitk.sitkFloat32, sitk.sitkFloat64) else own
 
 
 def _cast_back(out: np.ndarray, dtype: np.dtype, was_bool: bool) -> np.ndarray:
