@@ -97,6 +97,12 @@ def run_worker(python: str, which: str, path: Path, args: argparse.Namespace, ou
     return result
 
 
+def paired_speedups(runs: dict) -> list:
+    """lungmask's time over ours for each repeat (the two ran one after the other)."""
+    ours, theirs = runs.get("ours", []), runs.get("lungmask", [])
+    return [round(t["seconds"] / o["seconds"], 2) for o, t in zip(ours, theirs)]
+
+
 def _commit() -> str:
     done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     return done.stdout.strip()
@@ -134,19 +140,24 @@ def main(argv=None) -> int:
                     continue
                 runs.setdefault(which, []).append(run_worker(python, which, path, args, Path(tmp)))
         for which, results in runs.items():
-            ms = sorted(1000 * r["seconds"] / args.slices for r in results)
+            ms = [1000 * r["seconds"] / args.slices for r in results]  # in run order: pairs stay pairs
             rows.append({"pipeline": which, "slices": args.slices, "threads": args.threads, "device": args.device,
                          "ms_per_slice": float(np.median(ms)), "ms_per_slice_runs": ms,
                          "peak_rss_mb": max(r["peak_rss_mb"] for r in results)})
     machine = f"{platform.machine()} ({cpu_name()}), {args.threads} torch threads, ours --precision {args.precision}"
     for r in rows:
-        spread = "/".join(f"{m:.0f}" for m in r["ms_per_slice_runs"])
+        spread = "/".join(f"{m:.0f}" for m in sorted(r["ms_per_slice_runs"]))
         print(f"| {r['pipeline']} | {args.slices} | {machine} | {r['device']} | {r['ms_per_slice']:.0f} ({spread}) | "
               f"{r['peak_rss_mb']:.0f} |")
+    paired = paired_speedups(runs)
+    if paired:  # each repeat's lungmask time over ours, run next to each other: robust to the machine's drift
+        print(f"speed-up per pair (lungmask / ours): median {np.median(paired):.1f}x, "
+              f"{' / '.join(f'{p:.1f}' for p in paired)}")
     log = ROOT / "benchmarks" / "results.json"
     runs = json.loads(log.read_text()) if log.exists() else []
     runs = runs if runs and isinstance(runs[0], dict) and "rows" in runs[0] else []  # older format: restart
-    runs.append({"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "machine": machine, "rows": rows})
+    runs.append({"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "machine": machine, "rows": rows,
+                 **({"paired_speedups": paired} if paired else {})})
     log.write_text(json.dumps(runs, indent=1))
     return 0
 
