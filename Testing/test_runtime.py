@@ -31,3 +31,20 @@ def test_only_the_command_line_tunes_the_process():
     root = Path(__file__).resolve().parents[1]
     users = [p.relative_to(root).as_posix() for p in root.glob("COVID*/**/*.py") if "tune_allocator" in p.read_text()]
     assert sorted(users) == ["COVIDSegLib/cli/commands.py", "COVIDSegLib/runtime.py"]
+
+
+def test_thread_map_keeps_order_and_follows_torch_threads(monkeypatch):
+    import torch
+
+    from COVIDSegLib import threads
+    assert threads.thread_map(lambda x: x * x, range(10)) == [x * x for x in range(10)]
+    with pytest.raises(ZeroDivisionError):
+        threads.thread_map(lambda x: 1 // x, [1, 0, 2])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # a batch worker given one thread uses one here too
+        assert threads.thread_count() == 1
+    finally:
+        torch.set_num_threads(before)
+    monkeypatch.setattr(threads, "MAX_THREADS", 1)
+    assert threads.thread_count() == 1

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .. import morphology as morph
 from ..progress import CancelToken, ProgressCallback, check, no_progress
-from ..threads import THREADS, thread_map
+from ..threads import thread_count, thread_map
 from ..volume import Mat3, Vec3, Volume
 
 __all__ = [
@@ -253,7 +253,7 @@ def _antialias(planes: np.ndarray, factors_xy: Tuple[float, float]) -> np.ndarra
 
     if a.ndim != 3 or len(a) < 2:
         return smooth(a)
-    return np.concatenate(thread_map(smooth, np.array_split(a, min(THREADS, len(a)))))
+    return np.concatenate(thread_map(smooth, np.array_split(a, min(thread_count(), len(a)))))
 
 
 @lru_cache(maxsize=512)
