@@ -27,7 +27,7 @@ def _raise_interrupted(signum, frame) -> None:
     raise KeyboardInterrupt()
 
 
-def handle_sigterm(sigint: bool = False) -> None:
+def handle_stop_signals(sigint: bool = True) -> None:
     """From now on SIGTERM raises ``Terminated`` in the main thread, and with ``sigint`` SIGINT raises
     ``KeyboardInterrupt`` as by default; both are recorded (``stop_arrived``). Call from the main thread."""
     signal.signal(signal.SIGTERM, _raise_terminated)
@@ -40,6 +40,19 @@ def stop_arrived() -> Optional[int]:
     the pending KeyboardInterrupt into an error of its own (matplotlib: "ValueError: Invalid affine
     transformation matrix"); callers that catch errors ask this before calling one an input's failure."""
     return _ARRIVED[-1] if _ARRIVED else None
+
+
+@contextlib.contextmanager
+def unmasked_stops() -> Iterator[None]:
+    """An error raised in the block after a stop signal arrived is that signal, masked by a C
+    extension (``stop_arrived``): it leaves as ``Terminated`` or ``KeyboardInterrupt``."""
+    try:
+        yield
+    except Exception:
+        stopped = stop_arrived()
+        if stopped is None:
+            raise
+        raise (Terminated() if stopped == signal.SIGTERM else KeyboardInterrupt()) from None
 
 
 @contextlib.contextmanager

@@ -13,10 +13,15 @@ R = TypeVar("R")
 MAX_THREADS = 4
 
 
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def thread_count() -> int:
     """Usable cores, at most ``MAX_THREADS``, and no more than torch's own thread count when torch is
     loaded (a batch worker process set to 2 threads uses 2 here too)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     torch = sys.modules.get("torch")
     if torch is not None and hasattr(torch, "get_num_threads"):
         cores = min(cores, torch.get_num_threads())

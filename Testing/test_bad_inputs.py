@@ -214,7 +214,7 @@ def test_a_signal_that_a_c_extension_reports_as_its_own_error_still_stops(monkey
         return [], {}
 
     try:
-        signals.handle_sigterm(sigint=True)
+        signals.handle_stop_signals()
         with pytest.raises(ValueError):
             run_batch(["a", "b"], job)
         assert started == ["a"] and signals.stop_arrived() == signum

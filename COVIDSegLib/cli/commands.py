@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from ..errors import Cancelled, CovidSegError, user_message
 from ..jobs.batch import FAILED, BatchRow, format_summary, run_batch
 from ..names import DEFAULT_MODEL, PRECISIONS
 from ..runtime import tune_allocator
-from ..signals import Terminated, stop_arrived
+from ..signals import Terminated, unmasked_stops
 from .cli_models import add_commands as add_model_commands
 from .cli_models import add_decision_arguments
 
@@ -254,7 +253,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tune_allocator()
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with unmasked_stops():
+            return args.run(args)
     except Cancelled:
         print("covidseg: cancelled", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -268,11 +268,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"covidseg: error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as error:  # a bug: still one line, no traceback for the user
-        stopped = stop_arrived()  # ... unless it is a stop signal that a C extension reported as its own error
-        if stopped is not None:
-            print("covidseg: terminated (SIGTERM)" if stopped == signal.SIGTERM else "covidseg: interrupted",
-                  file=sys.stderr)
-            return EXIT_TERMINATED if stopped == signal.SIGTERM else EXIT_INTERRUPTED
         print(f"covidseg: {user_message(error)}", file=sys.stderr)
         return EXIT_FAILED
 

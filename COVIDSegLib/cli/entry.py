@@ -7,8 +7,8 @@ import sys
 
 def main() -> int:
     try:
-        from ..signals import handle_sigterm
-        handle_sigterm(sigint=True)
+        from ..signals import handle_stop_signals
+        handle_stop_signals()
         from .commands import main as cli_main
         code = cli_main()
         # The work is done (or failed) and said so: a signal now, during interpreter shutdown,

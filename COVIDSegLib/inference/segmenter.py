@@ -218,8 +218,8 @@ class Segmenter:
             x = torch.from_numpy(np.stack([p for p, _ in prepared])[:, None])
             probabilities, head = self._forward_safely(x)
             keep = [i for i in range(len(zs)) if head is None or head[i] >= self.options.empty_threshold]
-            fill = partial(self._fill_slice, out, lungs, margin_px, probs, outer)
-            thread_map(lambda i: fill(zs[i], probabilities[i], prepared[i][1]), keep)  # distinct slices
+            thread_map(lambda i: self._fill_slice(out, lungs, margin_px, probs, outer, zs[i], probabilities[i],
+                                                  prepared[i][1]), keep)  # distinct slices
             progress(1 + done + len(zs), len(todo) + 2, f"slice {done + len(zs)}/{len(todo)}")
         return out, len(todo)
 

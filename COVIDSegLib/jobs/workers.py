@@ -5,7 +5,6 @@ failures hold per input). A worker that dies is replaced and its input reported 
 from __future__ import annotations
 
 import multiprocessing
-import os
 import shutil
 import signal
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Deque, Dict, List, Optional, Sequence
 
 from ..errors import CovidSegError
+from ..threads import usable_cores
 from .batch import DONE, FAILED, SKIPPED, BatchRow
 
 MEMORY_PER_WORKER = 3 * 1024**3  # a 512x512x300 volume in a worker (docs/BENCHMARKS.md: under 3 GB)
@@ -40,10 +40,6 @@ def default_workers(cores: Optional[int] = None, available: Optional[int] = None
     return max(1, min(cores // 2, by_memory))
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def threads_per_worker(workers: int, cores: Optional[int] = None) -> int:
     cores = cores or usable_cores()
     return max(1, cores // max(workers, 1))
@@ -53,8 +49,8 @@ def _worker(spec: WorkerSpec, conn) -> None:
     """A worker process: the parent decides on Ctrl-C (SIGINT ignored), SIGTERM unwinds cleanly
     (the input in flight discards its staged outputs) and ends the worker without a word."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from ..signals import handle_sigterm
-    handle_sigterm()
+    from ..signals import handle_stop_signals
+    handle_stop_signals(sigint=False)
     try:
         _serve(spec, conn)
     except KeyboardInterrupt:  # SIGTERM from the parent
