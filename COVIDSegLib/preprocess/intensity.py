@@ -26,7 +26,9 @@ MEDSEG_WINDOW_UNCERTAINTY_HU = 40.0
 def hu_to_medseg8(hu: np.ndarray) -> np.ndarray:
     """HU -> MedSeg 8-bit intensities (float32, clipped to 0..255, not rounded)."""
     scale = 255.0 / (MEDSEG_WINDOW_HI_HU - MEDSEG_WINDOW_LO_HU)
-    return np.clip((np.asarray(hu, np.float32) - MEDSEG_WINDOW_LO_HU) * scale, 0.0, 255.0)
+    out = np.subtract(np.asarray(hu, np.float32), MEDSEG_WINDOW_LO_HU, dtype=np.float32)  # one new array
+    out *= scale
+    return np.clip(out, 0.0, 255.0, out=out)
 
 
 def medseg8_to_hu(values: np.ndarray) -> np.ndarray:
