@@ -73,24 +73,3 @@ def test_fold_batchnorm_same_outputs_fewer_layers(name):
     with torch.no_grad():
         torch.testing.assert_close(model(x), expected, atol=1e-6, rtol=1e-6)
         torch.testing.assert_close(fold_batchnorm(model, inplace=True)(x), expected, atol=1e-6, rtol=1e-6)
-
-
-def test_for_inference_merges_the_xr_blocks_parallel_convolutions_with_the_same_outputs():
-    """``for_inference`` folds the BatchNorms and runs each XR block's two 3×3 convolutions on its input
-    as one; the outputs stay those of the folded model. Merging before folding is refused."""
-    from COVIDSegLib.models.fold import fold_batchnorm, for_inference
-    from COVIDSegLib.models.xr_msf_unet import XRBlock
-    model = small("xr_msf_unet", out_channels=3).train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.rand(4, 1, 64, 64) * 2 + 1)
-    with pytest.raises(ValueError, match="fold"):
-        next(m for m in model.modules() if isinstance(m, XRBlock)).merge_branches()
-    x = torch.rand(2, 1, 64, 64)
-    with torch.no_grad():
-        expected = fold_batchnorm(model)(x)
-        merged = for_inference(model)
-        blocks = [m for m in merged.modules() if isinstance(m, XRBlock)]
-        assert blocks and all(b.merged3 is not None and b.merged3.out_channels == 2 * b.fuse[0].out_channels
-                              for b in blocks)
-        torch.testing.assert_close(merged(x), expected, atol=1e-6, rtol=1e-6)

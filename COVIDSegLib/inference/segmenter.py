@@ -24,7 +24,7 @@ from ..errors import CovidSegError
 from ..io.orientation import from_lps, lps_spacing_zyx, to_lps
 from ..lungs.lung_model import load_lung_model
 from ..lungs.segment import segment_lungs
-from ..models.fold import for_inference
+from ..models.fold import fold_batchnorm
 from ..names import DECISIONS, DEFAULT_DECISION, LESION_THRESHOLD
 from ..preprocess.intensity import MEDSEG8, resolve_calibration, to_hu, to_medseg8
 from ..preprocess.lung_space import slices_to_lung_space
@@ -99,8 +99,8 @@ class Segmenter:
     def __init__(self, bundle: ModelBundle, options: InferenceOptions = InferenceOptions()):
         self.bundle, self.options = bundle, options
         self.device = pick_device(options.device)
-        # BatchNorm folded, parallel convolutions merged, channels-last: faster on CPU (docs/BENCHMARKS.md)
-        self.model = for_inference(bundle.model).to(self.device, memory_format=torch.channels_last)
+        # BatchNorm folded into the convolutions, channels-last: ~35 % faster on CPU (docs/BENCHMARKS.md)
+        self.model = fold_batchnorm(bundle.model, inplace=True).to(self.device, memory_format=torch.channels_last)
         self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
         self.lung_space = intensity_space(bundle.card) == "lung"  # v2 models
         self.class_values = np.zeros(max(bundle.class_labels) + 1, np.uint8)

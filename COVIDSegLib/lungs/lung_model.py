@@ -15,7 +15,7 @@ import torch
 from ..bundle import ModelBundle, companion_bundle, find_bundle, load_bundle
 from ..errors import CovidSegError
 from ..inference.predict2d import auto_batch_size, batch_probabilities, pick_device, use_bf16
-from ..models.fold import for_inference
+from ..models.fold import fold_batchnorm
 from ..names import DEFAULT_LUNG_MODEL
 from ..preprocess.lung_space import slices_to_lung_space
 from ..preprocess.slice_prep import InputSpec
@@ -62,7 +62,7 @@ class LungModel:
             raise CovidSegError(f"{bundle.card_path}: model {bundle.name!r} is not a lung model (task "
                                 f"{bundle.card.get('task')!r})")
         self.bundle, self.device = bundle, pick_device(device)
-        self.model = for_inference(bundle.model).to(self.device, memory_format=torch.channels_last)
+        self.model = fold_batchnorm(bundle.model, inplace=True).to(self.device, memory_format=torch.channels_last)
         self.spec = InputSpec.from_dict(bundle.card["preprocessing"]["input"])
         self.batch_size = max(1, int(batch_size or auto_batch_size(self.device, bundle.card)))
         self.bf16 = use_bf16(self.device, precision)

@@ -1,5 +1,4 @@
-"""Inference-only speed-ups: each BatchNorm2d folded into the Conv2d just before it; parallel
-convolutions that read the same input merged (``for_inference``)."""
+"""Inference-only speed-up: fold each BatchNorm2d into the Conv2d just before it."""
 from __future__ import annotations
 
 import copy
@@ -18,17 +17,6 @@ def fold_batchnorm(model: nn.Module, inplace: bool = False) -> nn.Module:
     for module in folded.modules():
         if isinstance(module, nn.Sequential):
             _fold_in_sequential(module)
-    return folded
-
-
-def for_inference(model: nn.Module) -> nn.Module:
-    """``model`` itself, folded (``fold_batchnorm``) and with its modules' ``merge_branches`` applied
-    (e.g. ``XRBlock``): faster on the CPU, the same outputs up to float rounding; no training after."""
-    folded = fold_batchnorm(model, inplace=True)
-    for module in folded.modules():
-        merge = getattr(module, "merge_branches", None)
-        if callable(merge):
-            merge()
     return folded
 
 

@@ -11,7 +11,7 @@ documented per class so the numbers can be checked against the code.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 from torch import nn
@@ -43,31 +43,10 @@ class XRBlock(nn.Module):
         self.shortcut = (nn.Identity() if in_channels == c
                          else ConvBNReLU(in_channels, c, 1, relu=False))
         self.relu = nn.ReLU(inplace=True)
-        self.merged3: Optional[nn.Conv2d] = None  # inference: branch b and c's first conv as one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.merged3 is None:
-            b3, b5 = self.branch3(x), self.branch5(x)
-        else:
-            c = self.merged3.out_channels // 2
-            y = torch.relu_(self.merged3(x))
-            b3, b5 = y[:, :c], self.branch5[1](y[:, c:])
-        y = torch.cat([self.branch1(x), b3, b5], dim=1)
+        y = torch.cat([self.branch1(x), self.branch3(x), self.branch5(x)], dim=1)
         return self.relu(self.fuse(y) + self.shortcut(x))
-
-    @torch.no_grad()
-    def merge_branches(self) -> None:
-        """Inference only, after ``fold_batchnorm``: the two 3×3 convolutions that read the block's
-        input (branch b, branch c's first) run as one convolution with both filter banks (the same
-        values, ~10 % faster on CPU)."""
-        first, second = self.branch3[0], self.branch5[0][0]
-        if not all(isinstance(m, nn.Identity) for m in (self.branch3[1], self.branch5[0][1])):
-            raise ValueError("merge_branches needs the BatchNorms folded first (fold_batchnorm)")
-        merged = nn.Conv2d(first.in_channels, 2 * first.out_channels, 3, padding=1, bias=True,
-                           device=first.weight.device, dtype=first.weight.dtype)
-        merged.weight.copy_(torch.cat([first.weight, second.weight]))
-        merged.bias.copy_(torch.cat([first.bias, second.bias]))
-        self.merged3 = merged
 
 
 class MSFAttention(nn.Module):
