@@ -37,12 +37,12 @@ def run_config(run: Path) -> TrainConfig:
     return TrainConfig.from_dict(json.loads((run / "cv" / "cv_summary.json").read_text(encoding="utf-8"))["config"])
 
 
-def fold_probabilities(run: Path, cfg: TrainConfig, fold: int, test) -> list:
+def fold_probabilities(run: Path, cfg: TrainConfig, fold: int, test, bf16: bool = False) -> list:
     """Full-size probability maps of ``run``'s fold model on the held-out samples ``test``."""
     model = build_model(cfg.model_config())
     model.load_state_dict(load_file(str(run / "cv" / f"fold{fold}" / "best.safetensors")))
     data = prepare_set(test, InputSpec.from_dict(cfg.input))
-    probs, _ = forward_probabilities(model.eval(), data.inputs(), torch.device("cpu"))
+    probs, _ = forward_probabilities(model.eval(), data.inputs(), torch.device("cpu"), bf16=bf16)
     return full_size(probs, data.geometries)
 
 
@@ -54,6 +54,7 @@ def main() -> int:
     ap.add_argument("--repeat-negatives", type=int, default=4)
     ap.add_argument("-k", type=int, default=5)
     ap.add_argument("-o", "--out", type=Path)
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="network arithmetic (CPU)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     samples = load_ct_seg_slices(args.data, "lungs")
@@ -66,7 +67,8 @@ def main() -> int:
     ids = []
     for fold, (_, test_idx) in enumerate(sample_folds(kept, args.k, 0)):
         test = [kept[j] for j in test_idx if not kept[j].id.startswith("neg_")]
-        per_run = [fold_probabilities(run, cfg, fold, test) for run, cfg in zip(args.runs, configs)]
+        per_run = [fold_probabilities(run, cfg, fold, test, args.precision == "bf16")
+                   for run, cfg in zip(args.runs, configs)]
         for i, s in enumerate(test):
             maps = [p[i] for p in per_run] + [np.mean([p[i] for p in per_run], axis=0)]
             for n, m in zip(names, maps):

@@ -87,10 +87,10 @@ def batch_probabilities(model: nn.Module, x: torch.Tensor, device: torch.device,
 
 
 def forward_probabilities(model: nn.Module, images: torch.Tensor, device: torch.device,
-                          batch_size: int = 8) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+                          batch_size: int = 8, bf16: Optional[bool] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """``batch_probabilities`` over all ``images`` in batches of ``batch_size``."""
     model.eval()
-    return join_batches([batch_probabilities(model, images[i:i + batch_size], device)
+    return join_batches([batch_probabilities(model, images[i:i + batch_size], device, bf16=bf16)
                          for i in range(0, len(images), batch_size)])
 
 
