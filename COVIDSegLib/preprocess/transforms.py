@@ -244,16 +244,22 @@ def _antialias(planes: np.ndarray, factors_xy: Tuple[float, float]) -> np.ndarra
     if max(sigmas) < 0.05:
         return planes
     a = planes.astype(np.float32, copy=False)
+    out = np.empty(a.shape, np.float32)  # the only new array: each pass writes into it
 
-    def smooth(part: np.ndarray) -> np.ndarray:
+    def smooth(part: slice) -> None:
+        source = a[part]
         for axis, sigma in ((-1, sigmas[0]), (-2, sigmas[1])):
             if sigma > 0:
-                part = ndimage.correlate1d(part, _gaussian_kernel(round(sigma, 6)), axis=axis, mode="nearest")
-        return part
+                ndimage.correlate1d(source, _gaussian_kernel(round(sigma, 6)), axis=axis, mode="nearest",
+                                    output=out[part])
+                source = out[part]
 
     if a.ndim != 3 or len(a) < 2:
-        return smooth(a)
-    return np.concatenate(thread_map(smooth, np.array_split(a, min(thread_count(), len(a)))))
+        smooth(slice(None))
+    else:
+        bounds = np.linspace(0, len(a), min(thread_count(), len(a)) + 1).astype(int)
+        thread_map(smooth, [slice(b0, b1) for b0, b1 in zip(bounds[:-1], bounds[1:])])
+    return out
 
 
 @lru_cache(maxsize=512)
