@@ -1,5 +1,5 @@
 """COVIDSegLib: COVID-19 lung and infection segmentation of chest CT (pure Python)."""
-__version__ = "0.21.0"
+__version__ = "0.21.1"
 
 from .errors import Cancelled, CovidSegError, InputError, IntensityError  # noqa: F401,E402
 
