@@ -99,6 +99,9 @@ def test_antialias_equals_simpleitk_discrete_gaussian(factors, spacing):
     np.testing.assert_allclose(_antialias(a, factors), expected, atol=1e-3)
     assert not np.allclose(expected, a, atol=1.0)  # it did smooth
     np.testing.assert_array_equal(_antialias(a, factors), np.concatenate([_antialias(p[None], factors) for p in a]))
+    original = a.copy()
+    _antialias(a, factors)
+    np.testing.assert_array_equal(a, original)  # the passes write into their own output, never the input
 
 
 def test_resampling_slab_by_slab_equals_whole_volume():

@@ -63,6 +63,15 @@ def test_hu_to_medseg8_round_trip_inside_the_window(hu):
     assert medseg8_to_hu(v)[0] == pytest.approx(hu, abs=1e-2)
 
 
+def test_hu_to_medseg8_leaves_a_float32_input_untouched():
+    hu = np.array([[-2000.0, -1350.0, -500.0, 146.0, 900.0]], np.float32)
+    original = hu.copy()
+    out = hu_to_medseg8(hu)
+    np.testing.assert_array_equal(hu, original)
+    np.testing.assert_allclose(out, np.clip((original - MEDSEG_WINDOW_LO_HU) * 255.0 / (MEDSEG_WINDOW_HI_HU - MEDSEG_WINDOW_LO_HU),
+                                            0, 255))
+
+
 @FAST
 @given(st.floats(0.0, 255.0))
 def test_medseg8_to_hu_round_trip(value):

@@ -33,7 +33,7 @@ def pick_device(name: str = "auto") -> torch.device:
 def cpu_has_amx() -> bool:
     """Whether this CPU has AMX tiles (with them, oneDNN runs bf16 convolutions ~2.5x faster than
     fp32). With AVX512-BF16 alone the networks run ~2x faster in bf16 too, but a whole ``segment``
-    process only ~7 % (docs/training_logs/bf16_avx512): ``auto`` keeps fp32 there."""
+    process only 7-12 % (docs/training_logs/bf16_avx512): ``auto`` keeps fp32 there."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     try:
         return bool(probe()) if probe is not None else False
