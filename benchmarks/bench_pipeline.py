@@ -154,11 +154,11 @@ def main(argv=None) -> int:
         print(f"speed-up per pair (lungmask / ours): median {np.median(paired):.1f}x, "
               f"{' / '.join(f'{p:.1f}' for p in paired)}")
     log = ROOT / "benchmarks" / "results.json"
-    runs = json.loads(log.read_text()) if log.exists() else []
-    runs = runs if runs and isinstance(runs[0], dict) and "rows" in runs[0] else []  # older format: restart
-    runs.append({"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "machine": machine, "rows": rows,
-                 **({"paired_speedups": paired} if paired else {})})
-    log.write_text(json.dumps(runs, indent=1))
+    history = json.loads(log.read_text()) if log.exists() else []
+    history = history if history and isinstance(history[0], dict) and "rows" in history[0] else []  # older format: restart
+    history.append({"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "machine": machine, "rows": rows,
+                    **({"paired_speedups": paired} if paired else {})})
+    log.write_text(json.dumps(history, indent=1))
     return 0
 
 

@@ -31,9 +31,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @lru_cache(maxsize=1)
 def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles (with them, oneDNN runs bf16 convolutions ~2.5x faster than
-    fp32). With AVX512-BF16 alone the networks run ~2x faster in bf16 too, but a whole ``segment``
-    process only 7-12 % (docs/training_logs/bf16_avx512): ``auto`` keeps fp32 there."""
+    """Whether this CPU has AMX tiles (with them, oneDNN runs bf16 convolutions ~2.5x faster than fp32)."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
     try:
         return bool(probe()) if probe is not None else False
@@ -42,7 +40,9 @@ def cpu_has_amx() -> bool:
 
 
 def use_bf16(device: torch.device, precision: str = "auto") -> bool:
-    """``auto``: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere; ``fp32`` / ``bf16``: as named."""
+    """``auto``: bf16 autocast on CUDA and on CPUs with AMX, fp32 elsewhere; ``fp32`` / ``bf16``: as named.
+    With AVX512-BF16 alone the networks run ~2x faster in bf16 too, but a whole ``segment`` process only
+    7-12 % (docs/training_logs/bf16_avx512): ``auto`` keeps fp32 there."""
     if precision not in PRECISIONS:
         raise CovidSegError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
     if precision != "auto":
